@@ -1,0 +1,44 @@
+"""The ``FileStore`` interface shared by every storage backend, and its two errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+DEFAULT_CHUNK_BYTES = 1 << 16
+
+
+class FileMissing(Exception):
+    """No file is stored under the key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"No stored file under key {key!r}.")
+        self.key = key
+
+
+class StorageError(Exception):
+    """The storage itself failed (disk full, permission denied, S3 error); a retry may succeed."""
+
+
+class FileStore(Protocol):
+    """Keys are relative, slash-separated names chosen by the service, never by clients."""
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Store a copy of the local file ``path`` under ``key``, replacing any previous file."""
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES) -> AsyncIterator[bytes]:
+        """Yield the file in chunks; ``FileMissing`` comes from the first iteration.
+
+        Close the iterator (``contextlib.aclosing``) when stopping early, so the file or the
+        HTTP connection is released at once rather than when garbage-collected.
+        """
+
+    async def get_bytes(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the file; a missing key is not an error."""
+
+    async def exists(self, key: str) -> bool: ...

@@ -1,0 +1,130 @@
+"""Local-disk file store: atomic writes (temp file, fsync, rename), blocking I/O in threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from service.files.base import DEFAULT_CHUNK_BYTES, FileMissing, StorageError
+
+_KEY_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+MAX_KEY_CHARS = 512
+COPY_CHUNK_BYTES = 1 << 20
+
+T = TypeVar("T")
+
+
+def validate_key(key: str) -> None:
+    """Reject anything but plain relative paths, so a key can never leave the root."""
+    segments = key.split("/")
+    if (
+        len(key) > MAX_KEY_CHARS
+        or not _KEY_RE.fullmatch(key)
+        or any(segment in (".", "..") for segment in segments)
+    ):
+        raise ValueError(f"Invalid storage key {key!r}.")
+
+
+class LocalFileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"LocalFileStore(root={str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        validate_key(key)
+        return self.root / key
+
+    async def put_file(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        await asyncio.to_thread(_write_atomic, target, key, lambda out: _copy_from(path, out))
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        target = self._path(key)
+        await asyncio.to_thread(_write_atomic, target, key, lambda out: out.write(data))
+
+    async def open_stream(
+        self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
+    ) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        file = await asyncio.to_thread(_call, key, "read", lambda: path.open("rb"))
+        try:
+            while chunk := await asyncio.to_thread(
+                _call, key, "read", lambda: file.read(chunk_size)
+            ):
+                yield chunk
+        finally:
+            file.close()
+
+    async def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        return await asyncio.to_thread(_call, key, "read", path.read_bytes)
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        await asyncio.to_thread(_call, key, "delete", lambda: path.unlink(missing_ok=True))
+
+    async def exists(self, key: str) -> bool:
+        path = self._path(key)
+        return await asyncio.to_thread(_call, key, "check", path.is_file)
+
+
+def _call(key: str, action: str, fn: Callable[[], T]) -> T:
+    with _storage_errors(key, action):
+        return fn()
+
+
+@contextlib.contextmanager
+def _storage_errors(key: str, action: str) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if action == "read":
+            raise FileMissing(key) from exc
+        raise StorageError(f"Local storage: cannot {action} {key!r}: {_reason(exc)}") from exc
+    except OSError as exc:
+        raise StorageError(f"Local storage: cannot {action} {key!r}: {_reason(exc)}") from exc
+
+
+def _reason(exc: OSError) -> str:
+    # strerror carries no path: messages may reach clients in a certificate's failure reason.
+    return exc.strerror or type(exc).__name__
+
+
+def _copy_from(source: Path, out: BinaryIO) -> None:
+    with source.open("rb") as src:
+        shutil.copyfileobj(src, out, COPY_CHUNK_BYTES)
+
+
+def _write_atomic(target: Path, key: str, fill: Callable[[BinaryIO], object]) -> None:
+    """Write to a temporary sibling, fsync, rename over the target, fsync the directory."""
+    with _storage_errors(key, "write"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                fill(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp_name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+            raise
+        _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
