@@ -1,0 +1,1 @@
+"""HTTP handlers: each parses the request, calls the domain or data layer, and serializes."""

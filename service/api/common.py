@@ -1,0 +1,131 @@
+"""Helpers shared by the handlers: JSON in and out, the caller, pagination."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema
+
+from service import errors
+from service.api.validation import load
+from service.auth import Principal
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO-8601 UTC with microseconds, as the contract writes them."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _default(value: object) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_response(
+    data: object, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+# Escapes that only JSON text can carry: NUL (PostgreSQL text cannot hold it) and UTF-16
+# surrogates (legal in pairs, but a lone one cannot be encoded as UTF-8 again).
+NUL_ESCAPE = re.compile(rb"\\u0000")
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _invalid_body(message: str) -> errors.FieldValidationError:
+    return errors.FieldValidationError.single("body", message)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The parsed JSON body, or a 4xx in the contract's shape."""
+    if request.content_type != "application/json":
+        raise errors.UnsupportedMediaType(
+            "The request body must be JSON (Content-Type: application/json)."
+        )
+    raw = await request.read()
+    if NUL_ESCAPE.search(raw) or b"\x00" in raw:
+        raise _invalid_body("The request body must not contain NUL characters.")
+    try:
+        body = json.loads(raw.decode(request.charset or "utf-8"))
+        if SURROGATE_ESCAPE.search(raw):
+            json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _invalid_body("The request body contains an invalid Unicode escape.") from None
+    except (UnicodeDecodeError, LookupError, ValueError, RecursionError):
+        raise _invalid_body("The request body is not valid JSON.") from None
+    return body
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.FieldValidationError.single("body", "The request body must be a JSON object.")
+    return body
+
+
+def parse_uuid(raw: str) -> uuid.UUID:
+    """A path id; anything that is not a UUID is simply not found."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise errors.NotFound(raw) from None
+
+
+def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
+    return load(schema, dict(request.query))
+
+
+def paginated(
+    request: web.Request, items: Sequence[object], *, total: int, page: int, per_page: int
+) -> dict[str, Any]:
+    """Laravel's length-aware paginator: data, links and meta."""
+    last_page = max(1, math.ceil(total / per_page))
+    base = request.url.with_query(None)
+    path = str(base)
+
+    def page_url(number: int) -> str:
+        return str(request.url.update_query(page=number))
+
+    first = (page - 1) * per_page + 1 if items else None
+    return {
+        "data": list(items),
+        "links": {
+            "first": page_url(1),
+            "last": page_url(last_page),
+            "prev": page_url(page - 1) if page > 1 else None,
+            "next": page_url(page + 1) if page < last_page else None,
+        },
+        "meta": {
+            "current_page": page,
+            "from": first,
+            "last_page": last_page,
+            "path": path,
+            "per_page": per_page,
+            "to": first + len(items) - 1 if first is not None else None,
+            "total": total,
+        },
+    }

@@ -1,0 +1,129 @@
+"""The request pipeline: request id and access log, the one error-to-JSON mapping, and auth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+
+import asyncpg
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiohttp.web_urldispatcher import MatchInfoError
+
+from service import auth, errors
+from service.api.common import PRINCIPAL, REQUEST_ID, json_response
+from service.keys import POOL, TOKEN_TOUCHER
+
+log = logging.getLogger("service.http")
+access_log = logging.getLogger("service.access")
+
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# The database is down or restarting: answer 503 rather than hang or 500.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.ConnectionFailureError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,
+)
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-ID", "")
+    return given if REQUEST_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> errors.ServiceError:
+    if isinstance(exc, web.HTTPNotFound):
+        return errors.RouteNotFound(request.path)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return errors.MethodNotAllowed(request.method, set(exc.allowed_methods))
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return errors.PayloadTooLarge()
+    if isinstance(exc, web.HTTPUnsupportedMediaType):
+        return errors.UnsupportedMediaType()
+    mapped = errors.ServiceError(exc.reason)
+    mapped.status = exc.status  # type: ignore[misc]
+    return mapped
+
+
+def error_response(error: errors.ServiceError, request_id: str) -> web.Response:
+    headers = {**error.headers(), "X-Request-ID": request_id}
+    return json_response(error.body(), status=error.status, headers=headers)
+
+
+async def _handle(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.ServiceError as exc:
+        return error_response(exc, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(request, exc), request_id)
+    except DATABASE_UNAVAILABLE as exc:
+        log.warning("database unavailable: %r request_id=%s", exc, request_id)
+        return error_response(errors.ServiceUnavailable(), request_id)
+    except Exception:
+        log.exception(
+            "unhandled error request_id=%s %s %s", request_id, request.method, request.path
+        )
+        return error_response(errors.InternalError(), request_id)
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: gives every request an id, maps every error to JSON, logs one line."""
+    request_id = _request_id(request)
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    response = await _handle(request, handler, request_id)
+    response.headers.setdefault("X-Request-ID", request_id)
+    principal = request.get(PRINCIPAL)
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "request_id": request_id,
+            "institution_id": principal.institution_id if principal else None,
+        },
+    )
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the bearer token for routes that declare a permission (``auth.requires``)."""
+    match_info = request.match_info
+    if isinstance(match_info, MatchInfoError):
+        return await handler(request)
+    permission = auth.required_permission(match_info.handler)
+    if permission is None:
+        return await handler(request)
+    token = auth.parse_bearer(request.headers.get("Authorization"))
+    if token is None:
+        raise errors.Unauthorized()
+    async with request.app[POOL].acquire() as conn:
+        found = await auth.authenticate(conn, token)
+    if found is None:
+        raise errors.Unauthorized()
+    principal, touch_due = found
+    if touch_due:
+        request.app[TOKEN_TOUCHER].touch(principal.token_id)
+    request[PRINCIPAL] = principal
+    if permission and permission not in principal.permissions:
+        raise errors.Forbidden(permission)
+    return await handler(request)

@@ -1,0 +1,76 @@
+"""marshmallow schemas shared by the routes: the documented error bodies and envelopes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+
+class MessageSchema(Schema):
+    message = fields.String(required=True)
+
+
+class UnauthorizedSchema(Schema):
+    message = fields.String(required=True, metadata={"example": "Unauthorized - Invalid API token"})
+
+
+class ForbiddenSchema(Schema):
+    message = fields.String(
+        required=True, metadata={"example": "Forbidden - Insufficient permissions"}
+    )
+    required_permission = fields.String(required=True, metadata={"example": "batches:view"})
+
+
+class NotFoundSchema(Schema):
+    message = fields.String(required=True)
+    error = fields.String(required=True, metadata={"example": "resource_not_found"})
+
+
+class FieldErrorsSchema(Schema):
+    message = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
+
+
+class ServerErrorSchema(Schema):
+    message = fields.String(required=True)
+    error_code = fields.String(required=True, metadata={"example": "SERVER_ERROR"})
+
+
+class PaginationLinksSchema(Schema):
+    first = fields.String(required=True)
+    last = fields.String(required=True)
+    prev = fields.String(required=True, allow_none=True)
+    next = fields.String(required=True, allow_none=True)
+
+
+class PaginationMetaSchema(Schema):
+    current_page = fields.Integer(required=True)
+    from_ = fields.Integer(required=True, allow_none=True, data_key="from")
+    last_page = fields.Integer(required=True)
+    path = fields.String(required=True)
+    per_page = fields.Integer(required=True)
+    to = fields.Integer(required=True, allow_none=True)
+    total = fields.Integer(required=True)
+
+
+class PageQuerySchema(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000_000))
+    per_page = fields.Integer(load_default=15, validate=validate.Range(min=1, max=100))
+
+
+def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
+    """The documented error responses of an operation, by status."""
+    catalogue: dict[int, dict[str, Any]] = {
+        401: {"description": "Authentication failed", "schema": UnauthorizedSchema},
+        403: {"description": "Permission denied", "schema": ForbiddenSchema},
+        404: {"description": "Not found", "schema": NotFoundSchema},
+        409: {"description": "Conflict", "schema": MessageSchema},
+        413: {"description": "Request too large", "schema": MessageSchema},
+        415: {"description": "Unsupported content type", "schema": MessageSchema},
+        422: {"description": "Validation error", "schema": FieldErrorsSchema},
+        429: {"description": "Too many requests", "schema": MessageSchema},
+        500: {"description": "Server error", "schema": ServerErrorSchema},
+        503: {"description": "Database unavailable", "schema": ServerErrorSchema},
+    }
+    return {status: catalogue[status] for status in statuses}

@@ -1,0 +1,69 @@
+"""``create_app(settings)``: middlewares, routes, docs and resources. Wiring only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from aiohttp import web
+
+from service import db
+from service.api import docs, health, institution
+from service.api.middleware import auth_middleware, request_middleware
+from service.auth import TokenToucher
+from service.config import Settings
+from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
+
+# JSON bodies (a 10,000-entry bulk request is a few MB); uploads are streamed and capped apart.
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with db.database_url(settings.database_url, settings.data_dir) as dsn:
+        app[DSN] = dsn
+        yield
+
+
+async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await db.create_pool(
+        app[DSN],
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        timeout_s=settings.db_command_timeout_s,
+    )
+    try:
+        if settings.migrate_on_start:
+            async with pool.acquire() as conn:
+                await db.migrate(conn)
+        app[POOL] = pool
+        yield
+    finally:
+        await pool.close()
+
+
+async def token_toucher_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with TokenToucher(app[POOL]).running() as toucher:
+        app[TOKEN_TOUCHER] = toucher
+        yield
+
+
+def create_app(
+    settings: Settings,
+    *,
+    extra_routes: Iterable[web.RouteDef] = (),
+    extra_contexts: Iterable[CleanupContext] = (),
+) -> web.Application:
+    app = web.Application(
+        middlewares=[request_middleware, auth_middleware],
+        client_max_size=MAX_JSON_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([database_ctx, pool_ctx, token_toucher_ctx, *extra_contexts])
+    for module in (health, institution):
+        app.router.add_routes(module.routes)
+    app.router.add_routes(list(extra_routes))
+    docs.setup_docs(app)
+    return app

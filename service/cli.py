@@ -1,0 +1,221 @@
+"""``vault-service``: serve, migrate, and the operator commands (institutions, tokens)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from service import auth, db, logs
+from service.app import create_app
+from service.config import ConfigError, Settings
+from service.data import Connection
+from service.data import institutions as institution_data
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+@asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    async with db.database_url(settings.database_url, settings.data_dir) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await db.init_connection(conn)
+            await db.migrate(conn)
+            yield conn
+        finally:
+            await conn.close()
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with db.database_url(settings.database_url, settings.data_dir) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            applied = await db.migrate(conn)
+        finally:
+            await conn.close()
+    print(f"applied migrations: {applied}" if applied else "database is up to date")
+    return 0
+
+
+async def cmd_institutions_create(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as conn:
+        row = await institution_data.create_institution(
+            conn,
+            name=args.name,
+            email=args.email,
+            phone_number=args.phone,
+            address=args.address,
+            contact_person=args.contact_person,
+            website=args.website,
+        )
+    print(f"created institution {row['id']} {row['uuid']} {row['name']}")
+    return 0
+
+
+async def cmd_institutions_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as conn:
+        rows = await institution_data.list_institutions(conn)
+    for row in rows:
+        print(f"{row['id']}\t{row['uuid']}\t{row['name']}\t{row['email']}")
+    return 0
+
+
+async def issue_token(
+    conn: Connection, *, institution_id: int, name: str, permissions: Sequence[str]
+) -> str:
+    token = auth.new_token()
+    await institution_data.create_token(
+        conn,
+        institution_id=institution_id,
+        name=name,
+        token_hash=auth.hash_token(token),
+        token_prefix=token[: auth.DISPLAY_PREFIX_LENGTH],
+        permissions=sorted(set(permissions)),
+    )
+    return token
+
+
+def expand_permissions(given: Sequence[str]) -> list[str]:
+    if "all" in given:
+        return list(auth.PERMISSIONS)
+    unknown = sorted(set(given) - set(auth.PERMISSIONS))
+    if unknown:
+        known = ", ".join(("all", *auth.PERMISSIONS))
+        raise SystemExit(f"unknown permission(s): {', '.join(unknown)}; known: {known}")
+    return list(given)
+
+
+async def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
+    permissions = expand_permissions(args.permission)
+    async with connect(settings) as conn:
+        institution = await institution_data.find_institution(conn, key=args.institution)
+        if institution is None:
+            print(f"no institution {args.institution!r}", file=sys.stderr)
+            return 1
+        token = await issue_token(
+            conn, institution_id=institution["id"], name=args.name, permissions=permissions
+        )
+    print("token (shown once, store it now):")
+    print(token)
+    return 0
+
+
+async def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as conn:
+        institution_id = None
+        if args.institution:
+            institution = await institution_data.find_institution(conn, key=args.institution)
+            if institution is None:
+                print(f"no institution {args.institution!r}", file=sys.stderr)
+                return 1
+            institution_id = institution["id"]
+        rows = await institution_data.list_tokens(conn, institution_id=institution_id)
+    for row in rows:
+        state = "revoked" if row["revoked_at"] else "active"
+        print(
+            f"{row['uuid']}\t{row['token_prefix']}...\t{row['name']}\t{row['institution_name']}"
+            f"\t{state}\tlast used {row['last_used_at'] or 'never'}\t{','.join(row['permissions'])}"
+        )
+    return 0
+
+
+async def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as conn:
+        row = await institution_data.revoke_token(conn, key=args.token)
+    if row is None:
+        print(f"no token {args.token!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {row['uuid']} {row['token_prefix']}... ({row['name']})")
+    return 0
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service import demo
+
+    if args.no_migrate:
+        settings = settings.with_overrides(migrate_on_start=False)
+    if args.workers is not None:
+        settings = settings.with_overrides(workers=args.workers)
+    app = create_app(settings, extra_contexts=[demo.demo_ctx] if args.demo else [])
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        shutdown_timeout=settings.drain_timeout_s + 5,
+        print=lambda _: None,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vault-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (and workers)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="job workers in this process (0: API only)"
+    )
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations on start")
+    serve.add_argument(
+        "--demo", action="store_true", help="create a demo institution and token once"
+    )
+    serve.set_defaults(func=None)
+
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(
+        func=cmd_migrate
+    )
+
+    institutions = sub.add_parser("institutions").add_subparsers(dest="action", required=True)
+    create = institutions.add_parser("create", help="register an institution")
+    create.add_argument("--name", required=True)
+    create.add_argument("--email", required=True)
+    create.add_argument("--phone")
+    create.add_argument("--address")
+    create.add_argument("--contact-person")
+    create.add_argument("--website")
+    create.set_defaults(func=cmd_institutions_create)
+    institutions.add_parser("list").set_defaults(func=cmd_institutions_list)
+
+    tokens = sub.add_parser("tokens").add_subparsers(dest="action", required=True)
+    token_create = tokens.add_parser("create", help="issue an API token (printed once)")
+    token_create.add_argument("--institution", required=True, help="id, uuid or name")
+    token_create.add_argument("--name", required=True)
+    token_create.add_argument(
+        "--permission",
+        action="append",
+        required=True,
+        help="repeatable; 'all' for every permission",
+    )
+    token_create.set_defaults(func=cmd_tokens_create)
+    token_list = tokens.add_parser("list", help="list tokens (never shows secrets)")
+    token_list.add_argument("--institution")
+    token_list.set_defaults(func=cmd_tokens_list)
+    revoke = tokens.add_parser("revoke", help="revoke a token by uuid or prefix")
+    revoke.add_argument("token")
+    revoke.set_defaults(func=cmd_tokens_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"vault-service: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        return run_serve(args, settings)
+    command: Command = args.func
+    try:
+        return asyncio.run(command(args, settings))
+    except KeyboardInterrupt:
+        return 130

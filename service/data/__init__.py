@@ -1,0 +1,15 @@
+"""The data-access layer: every SQL statement of the service lives in this package.
+
+Functions take the connection (the caller owns the transaction) and keyword-only arguments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+# A plain connection or one borrowed from the pool: data functions accept either.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"

@@ -1,0 +1,128 @@
+"""Fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL), a fresh database per test
+cloned from a migrated template, and the real app built by ``create_app``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service import auth, db
+from service.app import create_app
+from service.cli import issue_token
+from service.config import Settings
+from service.data import institutions as institution_data
+
+TokenFactory = Callable[..., Awaitable[str]]
+
+
+def _replace_database(dsn: str, name: str) -> str:
+    """The same server, another database: works for both URL forms (host in query or netloc)."""
+    head, sep, query = dsn.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}{sep}{query}"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = db.EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_dsn: str) -> str:
+    """A database migrated once with the production runner; each test clones it."""
+    name = f"vault_tpl_{uuid.uuid4().hex[:10]}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(_replace_database(pg_admin_dsn, name))
+        try:
+            await db.migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return name
+
+
+@pytest.fixture
+async def dsn(pg_admin_dsn: str, template_db: str) -> AsyncIterator[str]:
+    name = f"vault_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await admin.close()
+    yield _replace_database(pg_admin_dsn, name)
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def settings(dsn: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=dsn,
+        data_dir=tmp_path / "data",
+        workers=0,
+        db_pool_min=1,
+        db_pool_max=5,
+        public_base_url="http://vault.test",
+    )
+
+
+@pytest.fixture
+async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(dsn)
+    await db.init_connection(connection)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> TestClient:
+    # `settings` (hence the database) is set up first, so the app is torn down before it is dropped.
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def make_token(conn: asyncpg.Connection) -> TokenFactory:
+    """A token for an institution (created on first use by name) with the given permissions."""
+    institutions: dict[str, int] = {}
+
+    async def factory(*permissions: str, institution: str = "Alpha University") -> str:
+        if institution not in institutions:
+            row = await institution_data.create_institution(
+                conn, name=institution, email=f"registrar@{institution.split()[0].lower()}.test"
+            )
+            institutions[institution] = row["id"]
+        granted = list(auth.PERMISSIONS) if permissions == ("all",) else list(permissions)
+        return await issue_token(
+            conn, institution_id=institutions[institution], name="test", permissions=granted
+        )
+
+    return factory
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
