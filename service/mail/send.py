@@ -72,7 +72,8 @@ class SmtpSettings:
 
 
 class MailError(Exception):
-    """A failed delivery; ``permanent`` means retrying this message cannot help (a 5xx reply)."""
+    """A failed delivery. ``permanent``: retrying cannot help (a 5xx reply to this message, or
+    an address SMTP cannot carry); otherwise retry with backoff (network, TLS, 4xx, timeouts)."""
 
     def __init__(self, message: str, *, permanent: bool, smtp_code: int | None = None) -> None:
         super().__init__(message)
