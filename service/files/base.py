@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +29,9 @@ class FileStore(Protocol):
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
 
-    def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES) -> AsyncIterator[bytes]:
+    def open_stream(
+        self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
+    ) -> AsyncGenerator[bytes, None]:
         """Yield the file in chunks; ``FileMissing`` comes from the first iteration.
 
         Close the iterator (``contextlib.aclosing``) when stopping early, so the file or the

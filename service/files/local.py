@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -53,7 +53,7 @@ class LocalFileStore:
 
     async def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         path = self._path(key)
         file = await asyncio.to_thread(_call, key, "read", lambda: path.open("rb"))
         try:

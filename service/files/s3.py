@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import mimetypes
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class S3FileStore:
 
     async def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         with _s3_errors(key, "read"):
             response = await self._client.get_object(Bucket=self.bucket, Key=self._key(key))
             async with response["Body"] as body:
