@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol
 
 DEFAULT_CHUNK_BYTES = 1 << 16
+MAX_KEY_CHARS = 512
+_KEY_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def validate_key(key: str) -> None:
+    """Allow only plain relative paths of safe characters, the same on every backend, so a key
+    can never leave the local root or mean different objects in different stores."""
+    if (
+        len(key) > MAX_KEY_CHARS
+        or not _KEY_RE.fullmatch(key)
+        or any(segment in (".", "..") for segment in key.split("/"))
+    ):
+        raise ValueError(f"Invalid storage key {key!r}.")
 
 
 class FileMissing(Exception):

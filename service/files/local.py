@@ -5,31 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from service.files.base import DEFAULT_CHUNK_BYTES, FileMissing, StorageError
+from service.files.base import DEFAULT_CHUNK_BYTES, FileMissing, StorageError, validate_key
 
-_KEY_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
-MAX_KEY_CHARS = 512
 COPY_CHUNK_BYTES = 1 << 20
 
 T = TypeVar("T")
-
-
-def validate_key(key: str) -> None:
-    """Reject anything but plain relative paths, so a key can never leave the root."""
-    segments = key.split("/")
-    if (
-        len(key) > MAX_KEY_CHARS
-        or not _KEY_RE.fullmatch(key)
-        or any(segment in (".", "..") for segment in segments)
-    ):
-        raise ValueError(f"Invalid storage key {key!r}.")
 
 
 class LocalFileStore:

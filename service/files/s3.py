@@ -14,7 +14,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.files.base import DEFAULT_CHUNK_BYTES, FileMissing, StorageError
+from service.files.base import DEFAULT_CHUNK_BYTES, FileMissing, StorageError, validate_key
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 CONNECT_TIMEOUT_S = 10
@@ -33,8 +33,7 @@ class S3FileStore:
         return f"S3FileStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
 
     def _key(self, key: str) -> str:
-        if not key or key.startswith("/"):
-            raise ValueError(f"Invalid storage key {key!r}.")
+        validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     async def put_file(self, key: str, path: Path) -> None:
