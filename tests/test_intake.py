@@ -400,6 +400,8 @@ DECLARED_NOT_PNG = "The declared content type does not match its content (png)."
         (JPEG_KIND, "photo.jpeg", "image/jpg", None),
         (JPEG_KIND, "photo.JPG", "image/jpeg", None),
         (JPEG_KIND, "photo.jpg.exe", "image/jpeg", EXE_NAMED_JPG),
+        (JPEG_KIND, "Dr. Jane Doe", None, None),
+        (JPEG_KIND, "minutes v1.2", None, None),
     ],
 )  # fmt: skip
 def test_check_declared(

@@ -7,7 +7,7 @@ process pool. Messages are safe to return to clients: no paths, no library inter
 from __future__ import annotations
 
 import contextlib
-import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +26,7 @@ _CONTENT_TYPE_ALIASES = {
     "jpg": {"image/jpeg", "image/jpg", "image/pjpeg"},
     "png": {"image/png", "image/x-png"},
 }
+_EXTENSION_RE = re.compile(r"\.([a-z0-9]{1,5})$")
 _GENERIC_CONTENT_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 
 WRONG_TYPE = "The file must be a file of type: pdf, jpg, jpeg, png."
@@ -76,7 +77,7 @@ def check_declared(
     kind: FileKind, client_filename: str, declared_content_type: str | None
 ) -> str | None:
     """A problem message when the name's extension or the declared type contradicts the bytes."""
-    extension = os.path.splitext(client_filename)[1].lower().lstrip(".")
+    extension = _extension_of(client_filename)
     if extension and extension not in _EXTENSION_ALIASES[kind.extension]:
         return f"The file extension .{extension} does not match its content ({kind.extension})."
     declared = (declared_content_type or "").split(";")[0].strip().lower()
@@ -85,6 +86,12 @@ def check_declared(
     ):
         return f"The declared content type does not match its content ({kind.extension})."
     return None
+
+
+def _extension_of(filename: str) -> str | None:
+    # Only what looks like a type suffix: "Dr. Jane Doe" or "minutes v1.2" have none.
+    match = _EXTENSION_RE.search(filename.lower())
+    return match[1] if match and not match[1].isdigit() else None
 
 
 def _inspect_pdf(path: str, max_pages: int) -> FileKind:
