@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from aiohttp import web
 
 from service import db
-from service.api import docs, health, institution
+from service.api import docs, health, institution, uploads
 from service.api.middleware import auth_middleware, request_middleware
 from service.auth import TokenToucher
 from service.config import Settings
 from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
+from service.resources import FILES, cpu_ctx, files_ctx
+from service.uploads import sweeper_running
 
 # JSON bodies (a 10,000-entry bulk request is a few MB); uploads are streamed and capped apart.
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
@@ -50,6 +52,12 @@ async def token_toucher_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    interval_s = app[SETTINGS].upload_sweep_interval_s
+    async with sweeper_running(app[POOL], app[FILES], interval_s):
+        yield
+
+
 def create_app(
     settings: Settings,
     *,
@@ -61,8 +69,18 @@ def create_app(
         client_max_size=MAX_JSON_BODY_BYTES,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([database_ctx, pool_ctx, token_toucher_ctx, *extra_contexts])
-    for module in (health, institution):
+    app.cleanup_ctx.extend(
+        [
+            database_ctx,
+            pool_ctx,
+            token_toucher_ctx,
+            files_ctx,
+            cpu_ctx,
+            sweeper_ctx,
+            *extra_contexts,
+        ]
+    )
+    for module in (health, institution, uploads):
         app.router.add_routes(module.routes)
     app.router.add_routes(list(extra_routes))
     docs.setup_docs(app)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -30,14 +32,19 @@ def _replace_database(dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_dsn() -> Iterator[str]:
     given = os.environ.get("TEST_DATABASE_URL")
     if given:
         yield given
         return
-    server = db.EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
-    yield server.start()
-    server.stop()
+    # Not under pytest's numbered temp dirs: a concurrent pytest run may prune those.
+    directory = Path(tempfile.mkdtemp(prefix="vault-test-pg-"))
+    server = db.EmbeddedPostgres(directory / "data")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,81 @@
+"""SQL for temporary uploads (file_ids)."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from service.data import Connection
+
+UPLOAD_COLUMNS = "id, uuid, institution_id, storage_key, file_name, mime_type, size, sha256"
+
+
+async def lock_institution_usage(conn: Connection, *, institution_id: int) -> int:
+    """Lock the institution row (serialises concurrent quota checks) and sum unconsumed bytes."""
+    await conn.execute("SELECT 1 FROM institutions WHERE id = $1 FOR UPDATE", institution_id)
+    used: int = await conn.fetchval(
+        "SELECT coalesce(sum(size), 0) FROM uploads"
+        " WHERE institution_id = $1 AND consumed_at IS NULL AND expires_at > now()",
+        institution_id,
+    )
+    return used
+
+
+async def insert_upload(
+    conn: Connection,
+    *,
+    institution_id: int,
+    storage_key: str,
+    file_name: str,
+    mime_type: str,
+    size: int,
+    sha256: str,
+    ttl_s: int,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO uploads (institution_id, storage_key, file_name, mime_type, size, sha256,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))"
+        f" RETURNING {UPLOAD_COLUMNS}, created_at, expires_at",
+        institution_id,
+        storage_key,
+        file_name,
+        mime_type,
+        size,
+        sha256,
+        float(ttl_s),
+    )
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return row
+
+
+async def lock_usable_uploads(
+    conn: Connection, *, institution_id: int, file_ids: list[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """The institution's unexpired, unconsumed uploads among ``file_ids``, locked for use."""
+    return list(
+        await conn.fetch(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads"
+            " WHERE uuid = ANY($1::uuid[]) AND institution_id = $2"
+            " AND consumed_at IS NULL AND expires_at > now()"
+            " ORDER BY id FOR UPDATE",
+            file_ids,
+            institution_id,
+        )
+    )
+
+
+async def claim_expired(conn: Connection, *, limit: int) -> list[asyncpg.Record]:
+    """Expired, unconsumed uploads, locked so that other sweepers skip them."""
+    return list(
+        await conn.fetch(
+            "SELECT id, storage_key FROM uploads"
+            " WHERE consumed_at IS NULL AND expires_at <= now()"
+            " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+    )
+
+
+async def delete_uploads(conn: Connection, *, ids: list[int]) -> None:
+    await conn.execute("DELETE FROM uploads WHERE id = ANY($1::bigint[])", ids)

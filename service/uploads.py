@@ -1,0 +1,169 @@
+"""Temporary uploads: validate a spooled file, store it, record its file_id; sweep expired ones."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from service import errors
+from service.config import Settings
+from service.data import uploads as upload_data
+from service.files.base import FileStore, StorageError
+from service.intake.inspect import FileKind, InvalidUpload, check_declared, inspect_file
+from service.intake.names import ensure_extension
+from service.intake.spool import SpooledFile
+from service.resources import run_cpu
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredUpload:
+    file_id: str
+    file_name: str
+    mime_type: str
+    size: int
+    sha256: str
+    storage_key: str
+
+
+async def inspect_spooled(cpu: Executor, spooled: SpooledFile, *, field: str) -> FileKind:
+    """Decide the type by the bytes and open the file fully, in the CPU pool."""
+    try:
+        kind = await run_cpu(cpu, inspect_file, str(spooled.path))
+    except InvalidUpload as exc:
+        raise errors.FieldValidationError.single(field, exc.message) from None
+    problem = check_declared(kind, spooled.client_filename, spooled.declared_content_type)
+    if problem:
+        raise errors.FieldValidationError.single(field, problem)
+    return kind
+
+
+def new_storage_key(prefix: str, extension: str) -> str:
+    """Random and never derived from the client's file name."""
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
+    return f"{prefix}/{day}/{secrets.token_hex(16)}.{extension}"
+
+
+async def put_spooled(files: FileStore, spooled: SpooledFile, key: str) -> None:
+    try:
+        await files.put_file(key, spooled.path)
+    except StorageError as exc:
+        log.error("storing upload failed: %s", exc)
+        raise errors.ServiceUnavailable("The file could not be stored; please retry.") from None
+
+
+async def record_upload(
+    pool: asyncpg.Pool,
+    *,
+    settings: Settings,
+    institution_id: int,
+    spooled: SpooledFile,
+    kind: FileKind,
+    storage_key: str,
+    field: str,
+) -> StoredUpload:
+    """Insert the upload row, refusing it when the institution's quota would be exceeded."""
+    async with pool.acquire() as conn, conn.transaction():
+        used = await upload_data.lock_institution_usage(conn, institution_id=institution_id)
+        if used + spooled.size > settings.upload_quota_bytes:
+            raise errors.FieldValidationError.single(
+                field,
+                "The upload quota of your institution is exhausted: use or let expire the files"
+                f" already uploaded ({used} of {settings.upload_quota_bytes} bytes in use).",
+            )
+        row = await upload_data.insert_upload(
+            conn,
+            institution_id=institution_id,
+            storage_key=storage_key,
+            file_name=ensure_extension(spooled.client_filename, kind.extension),
+            mime_type=kind.mime_type,
+            size=spooled.size,
+            sha256=spooled.sha256,
+            ttl_s=settings.upload_ttl_s,
+        )
+    return StoredUpload(
+        file_id=str(row["uuid"]),
+        file_name=row["file_name"],
+        mime_type=row["mime_type"],
+        size=row["size"],
+        sha256=row["sha256"],
+        storage_key=storage_key,
+    )
+
+
+async def accept_upload(
+    *,
+    pool: asyncpg.Pool,
+    files: FileStore,
+    cpu: Executor,
+    settings: Settings,
+    institution_id: int,
+    spooled: SpooledFile,
+    field: str,
+) -> StoredUpload:
+    kind = await inspect_spooled(cpu, spooled, field=field)
+    key = new_storage_key("uploads", kind.extension)
+    await put_spooled(files, spooled, key)
+    try:
+        return await record_upload(
+            pool,
+            settings=settings,
+            institution_id=institution_id,
+            spooled=spooled,
+            kind=kind,
+            storage_key=key,
+            field=field,
+        )
+    except BaseException:
+        with contextlib.suppress(StorageError):
+            await files.delete(key)
+        raise
+
+
+async def sweep_expired(pool: asyncpg.Pool, files: FileStore) -> int:
+    """Delete expired, unconsumed uploads; safe in several replicas (SKIP LOCKED)."""
+    swept = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await upload_data.claim_expired(conn, limit=SWEEP_BATCH)
+            for row in rows:
+                await files.delete(row["storage_key"])
+            await upload_data.delete_uploads(conn, ids=[row["id"] for row in rows])
+        swept += len(rows)
+        if len(rows) < SWEEP_BATCH:
+            return swept
+
+
+async def run_sweeper(pool: asyncpg.Pool, files: FileStore, interval_s: float) -> None:
+    while True:
+        try:
+            swept = await sweep_expired(pool, files)
+            if swept:
+                log.info("swept %d expired uploads", swept)
+        except (OSError, StorageError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("upload sweep failed, will retry: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def sweeper_running(
+    pool: asyncpg.Pool, files: FileStore, interval_s: float
+) -> AsyncIterator[None]:
+    task = asyncio.create_task(run_sweeper(pool, files, interval_s), name="upload-sweeper")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
