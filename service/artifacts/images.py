@@ -1,0 +1,204 @@
+"""The verified PDF of a JPEG or PNG original: the image on a page of its own, the stamp below.
+
+JPEG data goes in unchanged (DCT passthrough); PNG pixels stay lossless, also unchanged when
+the PNG allows it (see ``png``), else decoded and Flate-compressed with alpha as a soft mask.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pikepdf
+from PIL import ExifTags, Image
+
+from service.artifacts import png, stamp, verified
+from service.artifacts.errors import ArtifactError
+
+MAX_PIXELS = 50_000_000
+PAGE_LONG_SIDE = 842.0  # the image's longer side on the page: A4's long side, in points
+FLATE_LEVEL = 1  # decoded pixels only: level 6 is 2-3x slower for a few percent
+JPEG_COLOURSPACES = {"L": "/DeviceGray", "RGB": "/DeviceRGB", "CMYK": "/DeviceCMYK"}
+# EXIF orientation -> matrix from the stored image's unit square to the displayed one.
+ORIENTATIONS = {
+    2: (-1, 0, 0, 1, 1, 0),
+    3: (-1, 0, 0, -1, 1, 1),
+    4: (1, 0, 0, -1, 0, 1),
+    5: (0, -1, -1, 0, 1, 1),
+    6: (0, -1, 1, 0, 0, 1),
+    7: (0, 1, 1, 0, 0, 0),
+    8: (0, 1, -1, 0, 1, 0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedImage:
+    xobject: pikepdf.Stream
+    width: int  # pixels as displayed, after the EXIF orientation
+    height: int
+    orientation: pikepdf.Matrix
+
+
+def image_pdf(original: bytes, mime_type: str, stamp_stream: bytes) -> bytes:
+    """A one-page PDF: the image at its aspect ratio, a band below it carrying the stamp."""
+    pdf = pikepdf.new()
+    image = jpeg_image(pdf, original) if mime_type == "image/jpeg" else png_image(pdf, original)
+    factor = PAGE_LONG_SIDE / max(image.width, image.height)
+    image_w, image_h = image.width * factor, image.height * factor
+    scale = min(1.0, image_w / (stamp.STAMP_W + 2 * stamp.STAMP_MARGIN))
+    band_h = (stamp.STAMP_H + 2 * stamp.STAMP_MARGIN) * scale
+    page = pdf.add_blank_page(page_size=(image_w, image_h + band_h))
+    name = page.add_resource(image.xobject, pikepdf.Name.XObject, pikepdf.Name("/VecImage"))
+    placement = image.orientation @ pikepdf.Matrix(image_w, 0, 0, image_h, 0, band_h)
+    page.contents_add(b"q " + placement.encode() + b" cm " + str(name).encode() + b" Do Q\n")
+    corner = stamp.corner_matrix((0.0, 0.0, image_w, band_h), 0, scale)
+    stamp.apply_stamp(pdf, page, stamp_stream, corner)
+    # PDF 1.5 for 16-bit PNG samples.
+    return verified.save_pdf(pdf, min_version="1.5")
+
+
+@contextmanager
+def _opened(data: bytes, image_format: str) -> Iterator[Image.Image]:
+    """Pillow, limited to one format and to ``MAX_PIXELS``; its errors become ArtifactError."""
+    name = image_format
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[image_format]) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise ArtifactError(f"The {name} image is too large (over 50 megapixels).")
+                yield image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ArtifactError(f"The {name} image is too large (over 50 megapixels).") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ArtifactError(f"The {name} image could not be read: {exc}") from exc
+
+
+def jpeg_image(pdf: pikepdf.Pdf, data: bytes) -> PlacedImage:
+    """The JPEG bytes as they are, in a DCTDecode image XObject."""
+    with _opened(data, "JPEG") as image:
+        mode, (width, height), icc = image.mode, image.size, _icc(image)
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        adobe = "adobe" in image.info
+        if mode not in JPEG_COLOURSPACES:
+            raise ArtifactError(f"JPEG images in {mode} mode are not supported.")
+        # Decode at 1/8 scale: every coefficient is still read, so truncation shows, cheaply.
+        image.draft(mode, (width // 8, height // 8))
+        image.load()
+    xobject = _image_stream(pdf, data, width, height, Filter=pikepdf.Name.DCTDecode)
+    xobject.BitsPerComponent = 8
+    xobject.ColorSpace = _colourspace(pdf, JPEG_COLOURSPACES[mode], icc)
+    if mode == "CMYK" and adobe:
+        xobject.Decode = pikepdf.Array([1, 0] * 4)  # Adobe writes CMYK JPEGs inverted
+    return _oriented(xobject, width, height, orientation)
+
+
+def _oriented(xobject: pikepdf.Stream, width: int, height: int, tag: object) -> PlacedImage:
+    values = ORIENTATIONS.get(tag if isinstance(tag, int) else 1, (1, 0, 0, 1, 0, 0))
+    turned = values[0] == 0  # orientations 5-8 swap width and height
+    shown = (height, width) if turned else (width, height)
+    return PlacedImage(xobject, *shown, pikepdf.Matrix(*values))
+
+
+def png_image(pdf: pikepdf.Pdf, data: bytes) -> PlacedImage:
+    with _opened(data, "PNG") as image:
+        icc = _icc(image)
+        image.verify()  # chunk CRCs and completeness, without decoding
+    layout = png.read_png(data)
+    if layout.passthrough:
+        xobject = _png_passthrough(pdf, layout, icc)
+    else:
+        with _opened(data, "PNG") as image:
+            xobject = _png_decoded(pdf, image, icc)
+    return PlacedImage(xobject, layout.width, layout.height, pikepdf.Matrix())
+
+
+def _png_passthrough(pdf: pikepdf.Pdf, layout: png.PngData, icc: bytes | None) -> pikepdf.Stream:
+    colours = png.COMPONENTS[layout.colour_type]
+    xobject = _image_stream(
+        pdf, layout.idat, layout.width, layout.height, Filter=pikepdf.Name.FlateDecode
+    )
+    xobject.BitsPerComponent = layout.bit_depth
+    xobject.DecodeParms = pikepdf.Dictionary(
+        Predictor=15, Colors=colours, BitsPerComponent=layout.bit_depth, Columns=layout.width
+    )
+    if layout.colour_type == png.PALETTE:
+        xobject.ColorSpace = _indexed(layout.palette, layout.bit_depth)
+    else:
+        device = "/DeviceGray" if colours == 1 else "/DeviceRGB"
+        xobject.ColorSpace = _colourspace(pdf, device, icc)
+    return xobject
+
+
+def _indexed(palette: bytes, bit_depth: int) -> pikepdf.Array:
+    entries = len(palette) // 3
+    if entries == 0 or entries > 1 << bit_depth:
+        raise ArtifactError("The PNG image could not be read: bad palette.")
+    hival = entries - 1
+    return pikepdf.Array(
+        [
+            pikepdf.Name.Indexed,
+            pikepdf.Name.DeviceRGB,
+            hival,
+            pikepdf.String(palette[: entries * 3]),
+        ]
+    )
+
+
+def _png_decoded(pdf: pikepdf.Pdf, image: Image.Image, icc: bytes | None) -> pikepdf.Stream:
+    """Interlaced, transparent or alpha PNGs: raw pixels, alpha as a soft mask (still lossless)."""
+    if image.mode.startswith("I"):
+        # Only interlaced or transparent 16-bit grey ends up here; 8 bits keep the picture.
+        image = image.convert("I").point(lambda value: value * (1 / 257) + 0.5).convert("L")
+    grey = image.mode in ("1", "L", "LA")
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    target = ("L" if grey else "RGB") + ("A" if has_alpha else "")
+    image = image.convert(target)
+    base = image.convert(target[:-1]) if has_alpha else image
+    xobject = _flate_image(pdf, base)
+    device = "/DeviceGray" if grey else "/DeviceRGB"
+    xobject.ColorSpace = _colourspace(pdf, device, icc)
+    if has_alpha:
+        mask = _flate_image(pdf, image.getchannel("A"))
+        mask.ColorSpace = pikepdf.Name.DeviceGray
+        xobject.SMask = mask
+    return xobject
+
+
+def _flate_image(pdf: pikepdf.Pdf, image: Image.Image) -> pikepdf.Stream:
+    data = zlib.compress(image.tobytes(), FLATE_LEVEL)
+    xobject = _image_stream(pdf, data, image.width, image.height, Filter=pikepdf.Name.FlateDecode)
+    xobject.BitsPerComponent = 8
+    return xobject
+
+
+def _image_stream(
+    pdf: pikepdf.Pdf, data: bytes, width: int, height: int, **keys: object
+) -> pikepdf.Stream:
+    return pdf.make_stream(
+        data,
+        Type=pikepdf.Name.XObject,
+        Subtype=pikepdf.Name.Image,
+        Width=width,
+        Height=height,
+        **keys,
+    )
+
+
+def _colourspace(pdf: pikepdf.Pdf, device: str, icc: bytes | None) -> pikepdf.Object:
+    """The embedded ICC profile when there is one (true colours), else the device space."""
+    if not icc:
+        return pikepdf.Name(device)
+    components = {"/DeviceGray": 1, "/DeviceRGB": 3, "/DeviceCMYK": 4}[device]
+    stream = pdf.make_stream(icc, N=components, Alternate=pikepdf.Name(device))
+    return pikepdf.Array([pikepdf.Name.ICCBased, stream])
+
+
+def _icc(image: Image.Image) -> bytes | None:
+    profile = image.info.get("icc_profile")
+    return profile if isinstance(profile, bytes) else None

@@ -1,0 +1,236 @@
+"""The verification stamp: QR code, Code 128 bars, reference id, URL and institution.
+
+A vector drawing in its own space of ``STAMP_W`` x ``STAMP_H`` points (its size on an A4 page),
+placed as a form XObject; ``corner_matrix`` maps it upright into a page's bottom-right corner.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
+
+import pikepdf
+from reportlab.pdfbase.pdfmetrics import stringWidth
+
+from service.artifacts import codes
+
+STAMP_W = 210.0
+STAMP_H = 96.0
+STAMP_MARGIN = 12.0  # distance from the page edges, in stamp units
+A4_SHORT_SIDE = 595.0
+PAD = 4.0
+BAR_H = 16.0
+QR_SIDE = STAMP_H - 3 * PAD - BAR_H  # the QR square, quiet zone included
+QR_QUIET_MODULES = 4
+TEXT_X = PAD + QR_SIDE + 2
+TEXT_W = STAMP_W - TEXT_X - PAD
+URL_MAX_LINES = 3
+FONT = "Helvetica"
+FONT_BOLD = "Helvetica-Bold"
+FONT_MONO = "Courier-Bold"
+FONT_RESOURCES = {FONT: "VecF1", FONT_BOLD: "VecF2", FONT_MONO: "VecF3"}
+LABEL_COLOUR = b"0.4 g"
+URL_SIZE = 5.6
+TITLE = "VERIFIED CERTIFICATE"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StampContent:
+    qr_rows: Sequence[Sequence[int]]
+    barcode_modules: str
+    reference_id: str
+    verify_url: str
+    institution_name: str
+
+
+def render_stamp(content: StampContent) -> bytes:
+    """The stamp's content stream, in stamp units, using the fonts of ``FONT_RESOURCES``.
+
+    Written as PDF operators directly (reportlab only measures the text): ~0.5 ms against
+    ~3.5 ms for a reportlab canvas, and nothing to copy between documents afterwards.
+    """
+    parts = [_frame(), _qr(content.qr_rows), _bars(content.barcode_modules), *_text(content)]
+    return b"\n".join(parts) + b"\n"
+
+
+def _frame() -> bytes:
+    inset = 0.3
+    return (
+        f"0.6 w 0.55 G 1 g {inset} {inset} {STAMP_W - 2 * inset} {STAMP_H - 2 * inset} re B"
+    ).encode()
+
+
+def _qr(rows: Sequence[Sequence[int]]) -> bytes:
+    module = QR_SIDE / (len(rows) + 2 * QR_QUIET_MODULES)
+    x0 = PAD + QR_QUIET_MODULES * module
+    y0 = STAMP_H - PAD - QR_QUIET_MODULES * module
+    # Module units with row 0 at the top keep every coordinate a small integer; one path
+    # filled once has no seams between neighbouring modules.
+    ops = [f"q 0 g {module:.5f} 0 0 {-module:.5f} {x0:.4f} {y0:.4f} cm"]
+    for y, row in enumerate(rows):
+        x = 0
+        for value, group in groupby(row):
+            length = len(list(group))
+            if value:
+                ops.append(f"{x} {y} {length} 1 re")
+            x += length
+    ops.append("f Q")
+    return "\n".join(ops).encode()
+
+
+def _bars(modules: str) -> bytes:
+    quiet = codes.BARCODE_QUIET_MODULES
+    module = (STAMP_W - 2 * PAD) / (len(modules) + 2 * quiet)
+    ops = [f"q 0 g {module:.5f} 0 0 {BAR_H} {PAD + quiet * module:.4f} {PAD} cm"]
+    ops.extend(f"{start} 0 {length} 1 re" for start, length in codes.module_runs(modules))
+    ops.append("f Q")
+    return "\n".join(ops).encode()
+
+
+def _text(content: StampContent) -> list[bytes]:
+    y = STAMP_H - PAD - 7
+    institution = pdf_text(content.institution_name)
+    size = fit_size(institution, FONT_BOLD, 7.0, 5.0)
+    lines = [
+        _show(TITLE, FONT_BOLD, 7.5, y, colour=b"0.05 0.4 0.2 rg"),
+        _show(truncate(institution, FONT_BOLD, size), FONT_BOLD, size, y - 10),
+        _show("Reference ID", FONT, 5.0, y - 19, colour=LABEL_COLOUR),
+        _show(truncate(pdf_text(content.reference_id), FONT_MONO, 7.4), FONT_MONO, 7.4, y - 27),
+        _show("Verify at", FONT, 5.0, y - 36, colour=LABEL_COLOUR),
+    ]
+    url_lines = wrap_chars(pdf_text(content.verify_url), FONT, URL_SIZE)
+    lines.extend(
+        _show(line, FONT, URL_SIZE, y - 43 - 6.5 * index) for index, line in enumerate(url_lines)
+    )
+    return lines
+
+
+def _show(text: str, font: str, size: float, y: float, colour: bytes = b"0 g") -> bytes:
+    encoded = text.encode("cp1252", errors="replace")
+    escaped = encoded.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+    start = f"BT /{FONT_RESOURCES[font]} {size:.2f} Tf {TEXT_X:.2f} {y:.2f} Td ".encode()
+    return colour + b" " + start + b"(" + escaped + b") Tj ET"
+
+
+def pdf_text(text: str) -> str:
+    """``text`` reduced to what the standard PDF fonts can show (WinAnsi)."""
+    shown = []
+    for char in unicodedata.normalize("NFC", text):
+        if not char.isprintable():
+            continue
+        if not _encodable(char):
+            base = unicodedata.normalize("NFKD", char)[:1]
+            char = base if base and _encodable(base) else "?"
+        shown.append(char)
+    return "".join(shown)
+
+
+def _encodable(char: str) -> bool:
+    try:
+        char.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def fit_size(text: str, font: str, size: float, smallest: float) -> float:
+    """The largest size <= ``size`` (not below ``smallest``) at which ``text`` fits the column."""
+    width = stringWidth(text, font, size)
+    return size if width <= TEXT_W else max(smallest, size * TEXT_W / width)
+
+
+def truncate(text: str, font: str, size: float) -> str:
+    if stringWidth(text, font, size) <= TEXT_W:
+        return text
+    while text and stringWidth(text + "\u2026", font, size) > TEXT_W:
+        text = text[:-1]
+    return text + "\u2026"
+
+
+def wrap_chars(text: str, font: str, size: float) -> list[str]:
+    """Break ``text`` anywhere (URLs have no spaces) into at most ``URL_MAX_LINES`` lines."""
+    lines: list[str] = []
+    line, width = "", 0.0
+    for char in text:
+        char_w = stringWidth(char, font, size)
+        if line and width + char_w > TEXT_W:
+            lines.append(line)
+            line, width = "", 0.0
+        line += char
+        width += char_w
+    lines.append(line)
+    if len(lines) > URL_MAX_LINES:
+        lines = [*lines[: URL_MAX_LINES - 1], truncate(lines[URL_MAX_LINES - 1] + "…", font, size)]
+    return lines
+
+
+def page_scale(width: float, height: float) -> float:
+    """How big the stamp is on a page: in proportion to its short side, A4 = 1."""
+    return min(width, height) / A4_SHORT_SIDE
+
+
+def corner_matrix(
+    box: tuple[float, float, float, float], rotation: int, scale: float
+) -> pikepdf.Matrix:
+    """Stamp units -> user space: upright, in the visual bottom-right corner of ``box``.
+
+    ``box`` is the visible (crop) box in user space; ``rotation`` the page's /Rotate, which
+    viewers apply clockwise, so the stamp is counter-rotated to look upright.
+    """
+    x0, y0, x1, y1 = box
+    turned = rotation in (90, 270)
+    display_w = (y1 - y0) if turned else (x1 - x0)
+    margin = STAMP_MARGIN * scale
+    place = pikepdf.Matrix(scale, 0, 0, scale, display_w - margin - STAMP_W * scale, margin)
+    # Display space (origin at the visual bottom-left, y up) -> user space, per rotation.
+    to_user = {
+        0: pikepdf.Matrix(1, 0, 0, 1, x0, y0),
+        90: pikepdf.Matrix(0, 1, -1, 0, x1, y0),
+        180: pikepdf.Matrix(-1, 0, 0, -1, x1, y1),
+        270: pikepdf.Matrix(0, -1, 1, 0, x0, y1),
+    }[rotation]
+    return place @ to_user
+
+
+def apply_stamp(pdf: pikepdf.Pdf, page: pikepdf.Page, stamp: bytes, matrix: pikepdf.Matrix) -> None:
+    """Draw the stamp (``render_stamp``'s stream) on ``page`` over its content, via ``matrix``."""
+    form = pdf.make_stream(
+        stamp,
+        Type=pikepdf.Name.XObject,
+        Subtype=pikepdf.Name.Form,
+        BBox=[0, 0, STAMP_W, STAMP_H],
+        Resources=pikepdf.Dictionary(Font=_fonts()),
+    )
+    name = page.add_resource(form, pikepdf.Name.XObject, _free_name(page), replace_existing=False)
+    # Wrap the original content in q/Q so a CTM it leaves behind cannot move the stamp.
+    page.contents_add(b"q\n", prepend=True)
+    page.contents_add(b"Q\nq " + matrix.encode() + b" cm " + str(name).encode() + b" Do Q\n")
+
+
+def _fonts() -> pikepdf.Dictionary:
+    # Standard 14 fonts: every viewer has them, nothing is embedded.
+    return pikepdf.Dictionary(
+        {
+            f"/{resource}": pikepdf.Dictionary(
+                Type=pikepdf.Name.Font,
+                Subtype=pikepdf.Name.Type1,
+                BaseFont=pikepdf.Name(f"/{font}"),
+                Encoding=pikepdf.Name.WinAnsiEncoding,
+            )
+            for font, resource in FONT_RESOURCES.items()
+        }
+    )
+
+
+def _free_name(page: pikepdf.Page) -> pikepdf.Name:
+    # A fixed name (not pikepdf's random one) keeps the output reproducible.
+    resources = page.obj.get(pikepdf.Name.Resources)
+    xobjects = resources.get(pikepdf.Name.XObject) if resources is not None else None
+    taken = set(xobjects.keys()) if isinstance(xobjects, pikepdf.Dictionary) else set()
+    candidate, index = "/VecStamp", 0
+    while candidate in taken:
+        index += 1
+        candidate = f"/VecStamp{index}"
+    return pikepdf.Name(candidate)
