@@ -14,7 +14,7 @@ from aiohttp import web
 from marshmallow import Schema
 
 from service import errors
-from service.api.validation import load
+from service.validation import load
 from service.auth import Principal
 
 PRINCIPAL = web.RequestKey("principal", Principal)
