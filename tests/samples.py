@@ -1,13 +1,17 @@
-"""Sample originals for tests and benchmarks: PDFs drawn with reportlab, PNG/JPEG with Pillow.
+"""Sample originals for tests and benchmarks, and helpers to read verified PDFs back.
 
-Every function is deterministic (same arguments, same bytes) and needs no files or network.
+PDFs are drawn with reportlab, PNG/JPEG with Pillow; every generator is deterministic (same
+arguments, same bytes) and needs no files or network. Reading back uses pypdfium2 and zxing-cpp.
 """
 
 from __future__ import annotations
 
 import io
+from contextlib import closing
 
 import pikepdf
+import pypdfium2 as pdfium
+import zxingcpp
 from PIL import Image, ImageDraw
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
@@ -94,11 +98,11 @@ def make_image(width: int, height: int, mode: str = "RGB", *, noise: bool = Fals
 
 
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
-    if mode == "RGBA":
-        alpha = Image.linear_gradient("L").resize(image.size)
-        rgba = image.convert("RGBA")
-        rgba.putalpha(alpha)
-        return rgba
+    if mode in ("RGBA", "LA"):
+        # Transparent at the top, opaque at the bottom.
+        converted = image.convert(mode)
+        converted.putalpha(Image.linear_gradient("L").resize(image.size))
+        return converted
     if mode == "P":
         return image.quantize(colors=64)
     if mode == "I;16":
@@ -130,3 +134,25 @@ def make_jpeg(
     image = make_image(width, height, mode, noise=noise)
     image.save(buffer, "JPEG", quality=quality, exif=exif.tobytes())
     return buffer.getvalue()
+
+
+def render_page(pdf: bytes, index: int = 0, scale: float | None = None) -> Image.Image:
+    """Page ``index`` as RGB; by default scaled so the page's short side is ~1800 px.
+
+    At that size the stamp's QR code and Code 128 bars decode with ``read_codes``.
+    """
+    with closing(pdfium.PdfDocument(pdf)) as document:
+        page = document[index]
+        if scale is None:
+            scale = 3 * 595 / min(page.get_size())
+        return page.render(scale=scale).to_pil().convert("RGB")
+
+
+def page_text(pdf: bytes, index: int = 0) -> str:
+    with closing(pdfium.PdfDocument(pdf)) as document:
+        return str(document[index].get_textpage().get_text_range())
+
+
+def read_codes(image: Image.Image) -> dict[str, zxingcpp.Barcode]:
+    """Every barcode zxing-cpp finds, by format name (``QRCode``, ``Code128``)."""
+    return {result.format.name: result for result in zxingcpp.read_barcodes(image)}

@@ -14,7 +14,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from xml.etree import ElementTree
 
@@ -51,40 +51,17 @@ def render(original: bytes, mime_type: str = PDF, **overrides: str) -> Artifacts
     return render_artifacts(original, mime_type, **arguments)
 
 
-def page_image(pdf: bytes, index: int = 0, scale: float | None = None) -> Image.Image:
-    """Page ``index`` rendered; by default at a scale that gives an A4 page ~1800 px across."""
-    document = pdfium.PdfDocument(pdf)
-    try:
-        page = document[index]
-        if scale is None:
-            scale = 3 * 595 / min(page.get_size())
-        return page.render(scale=scale).to_pil().convert("RGB")
-    finally:
-        document.close()
-
-
-def page_text(pdf: bytes, index: int = 0) -> str:
-    document = pdfium.PdfDocument(pdf)
-    try:
-        return str(document[index].get_textpage().get_text_range())
-    finally:
-        document.close()
-
-
 def page_count(pdf: bytes) -> int:
     with pikepdf.open(io.BytesIO(pdf)) as document:
         count = len(document.pages)
-    assert count == len(pdfium.PdfDocument(pdf))
+    with closing(pdfium.PdfDocument(pdf)) as document:
+        assert len(document) == count
     return count
-
-
-def decoded(image: Image.Image) -> dict[str, zxingcpp.Barcode]:
-    return {result.format.name: result for result in zxingcpp.read_barcodes(image)}
 
 
 def assert_stamp(image: Image.Image) -> None:
     """Both codes decode, upright, and sit in the bottom-right quadrant of the image."""
-    codes_found = decoded(image)
+    codes_found = samples.read_codes(image)
     assert codes_found["QRCode"].text == VERIFY_URL
     assert codes_found["Code128"].text == REFERENCE_ID
     for result in codes_found.values():
@@ -96,7 +73,7 @@ def assert_stamp(image: Image.Image) -> None:
 
 
 def assert_centre_unchanged(original: bytes, stamped: bytes) -> None:
-    before, after = page_image(original), page_image(stamped)
+    before, after = samples.render_page(original), samples.render_page(stamped)
     assert before.size == after.size
     width, height = before.size
     centre = (width // 4, height // 4, width * 3 // 4, height * 3 // 4)
@@ -186,10 +163,10 @@ def test_pdf_first_page_is_stamped_and_keeps_its_content(geometry: dict[str, obj
     artifacts = render(original)
 
     assert page_count(artifacts.verified_pdf) == 1
-    text = page_text(artifacts.verified_pdf)
+    text = samples.page_text(artifacts.verified_pdf)
     assert samples.SAMPLE_TEXT in text
     assert REFERENCE_ID in text
-    assert_stamp(page_image(artifacts.verified_pdf))
+    assert_stamp(samples.render_page(artifacts.verified_pdf))
     assert_centre_unchanged(original, artifacts.verified_pdf)
 
 
@@ -198,15 +175,15 @@ def test_pdf_of_twenty_pages_stamps_page_one_only() -> None:
     stamped = render(original).verified_pdf
 
     assert page_count(stamped) == 20
-    assert_stamp(page_image(stamped))
+    assert_stamp(samples.render_page(stamped))
     with pikepdf.open(io.BytesIO(original)) as before, pikepdf.open(io.BytesIO(stamped)) as after:
         for index in range(1, 20):
             old, new = before.pages[index], after.pages[index]
             assert new.obj.Contents.read_bytes() == old.obj.Contents.read_bytes()
             assert list(new.mediabox) == list(old.mediabox)
     for index in range(20):
-        assert f"Page {index + 1} of 20" in page_text(stamped, index)
-    assert REFERENCE_ID not in page_text(stamped, 1)
+        assert f"Page {index + 1} of 20" in samples.page_text(stamped, index)
+    assert REFERENCE_ID not in samples.page_text(stamped, 1)
 
 
 def test_inherited_rotation_and_resources_are_honoured() -> None:
@@ -221,9 +198,27 @@ def test_inherited_rotation_and_resources_are_honoured() -> None:
         pdf.save(buffer)
     original = buffer.getvalue()
     stamped = render(original).verified_pdf
-    assert samples.SAMPLE_TEXT in page_text(stamped)
-    assert_stamp(page_image(stamped))
+    assert samples.SAMPLE_TEXT in samples.page_text(stamped)
+    assert_stamp(samples.render_page(stamped))
     assert_centre_unchanged(original, stamped)
+
+
+UNBALANCED_CONTENT = {
+    "extra-restores": b"Q Q Q 5 0 0 5 0 0 cm",
+    "unclosed-save": b"3 0 0 3 0 0 cm q 0.5 0 0 0.5 0 0 cm",
+    "trailing-comment": b"5 0 0 5 0 0 cm % no newline after this",
+    "unterminated-string": b"Q Q 4 0 0 4 0 0 cm (never closed",
+    "unterminated-array": b"Q 4 0 0 4 0 0 cm [1 2",
+}
+
+
+@pytest.mark.parametrize("content", UNBALANCED_CONTENT.values(), ids=UNBALANCED_CONTENT.keys())
+def test_unbalanced_page_content_cannot_move_the_stamp(content: bytes) -> None:
+    with pikepdf.open(io.BytesIO(samples.make_pdf())) as pdf:
+        pdf.pages[0].contents_add(content)
+        buffer = io.BytesIO()
+        pdf.save(buffer)
+    assert_stamp(samples.render_page(render(buffer.getvalue()).verified_pdf))
 
 
 def test_active_content_is_removed() -> None:
@@ -290,9 +285,9 @@ def test_stamp_text_copes_with_any_institution_name_and_long_urls() -> None:
         institution_name="東京大学 (Tokyo) \\ Ünïcødé \u202e\x00 " + "very long name " * 10,
         verify_url=long_url,
     ).verified_pdf
-    text = page_text(stamped)
+    text = samples.page_text(stamped)
     assert "(Tokyo) \\ Ünïcødé" in text
-    assert decoded(page_image(stamped))["QRCode"].text == long_url
+    assert samples.read_codes(samples.render_page(stamped))["QRCode"].text == long_url
 
 
 # -- image originals -------------------------------------------------------------------------
@@ -309,10 +304,10 @@ def embedded_image(pdf: bytes) -> Iterator[pikepdf.Stream]:
 def assert_image_page(pdf: bytes, source_size: tuple[int, int]) -> None:
     """The stamp decodes and lies in the band below the image, never on it."""
     scale = 3
-    image = page_image(pdf, scale=scale)
+    image = samples.render_page(pdf, scale=scale)
     width, height = source_size
     image_bottom = image.width * height / width  # the image spans the page's width, at the top
-    codes_found = decoded(image)
+    codes_found = samples.read_codes(image)
     assert codes_found["QRCode"].text == VERIFY_URL
     assert codes_found["Code128"].text == REFERENCE_ID
     for result in codes_found.values():
@@ -337,20 +332,36 @@ def test_png_is_embedded_losslessly(mode: str, samples_of: object) -> None:
         expected = samples_of(source)  # type: ignore[operator]
         palette = source.getpalette() if mode == "P" else None
     with embedded_image(pdf) as xobject:
+        # The PNG's own compressed data, read through PNG predictors: nothing re-encoded.
+        assert xobject.DecodeParms.Predictor == 15
         assert xobject.read_bytes() == expected
         if palette is not None:
             lookup = bytes(xobject.ColorSpace[3])
             assert lookup == bytes(palette[: len(lookup)])
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "LA"])
-def test_png_alpha_becomes_a_lossless_soft_mask(mode: str) -> None:
-    original = samples.make_png(640, 480, mode)
+def _palette_with_transparency() -> bytes:
+    buffer = io.BytesIO()
+    samples.make_image(640, 480, "P").save(buffer, "PNG", transparency=0)
+    return buffer.getvalue()
+
+
+ALPHA_PNGS = {
+    "rgba": (samples.make_png(640, 480, "RGBA"), "RGB"),
+    "grey-alpha": (samples.make_png(640, 480, "LA"), "L"),
+    "palette-trns": (_palette_with_transparency(), "RGB"),
+}
+
+
+@pytest.mark.parametrize(("original", "colour_mode"), ALPHA_PNGS.values(), ids=ALPHA_PNGS.keys())
+def test_png_alpha_becomes_a_lossless_soft_mask(original: bytes, colour_mode: str) -> None:
     pdf = render(original, PNG).verified_pdf
     assert_image_page(pdf, (640, 480))
     with Image.open(io.BytesIO(original)) as source:
-        colour = source.convert(mode[:-1]).tobytes()
-        alpha = source.getchannel("A").tobytes()
+        with_alpha = source.convert(colour_mode + "A")
+        colour = with_alpha.convert(colour_mode).tobytes()
+        alpha = with_alpha.getchannel("A").tobytes()
+        assert len(set(alpha)) > 1
     with embedded_image(pdf) as xobject:
         assert xobject.read_bytes() == colour
         assert xobject.SMask.read_bytes() == alpha
@@ -365,6 +376,21 @@ def test_jpeg_is_embedded_as_is() -> None:
         assert xobject.read_raw_bytes() == original
 
 
+def test_cmyk_jpeg_keeps_its_colours() -> None:
+    original = samples.make_jpeg(400, 300, "CMYK")
+    pdf = render(original, JPEG).verified_pdf
+    with embedded_image(pdf) as xobject:
+        assert xobject.ColorSpace == pikepdf.Name.DeviceCMYK
+        assert xobject.read_raw_bytes() == original
+    image = samples.render_page(pdf, scale=1)
+    width = image.width
+    # Not inverted: the red and yellow quadrants stay red and yellow.
+    red = image.getpixel((int(width * 0.2), int(width * 0.75 * 0.2)))
+    yellow = image.getpixel((int(width * 0.8), int(width * 0.75 * 0.8)))
+    assert red[0] > 150 and red[1] < 120 and red[2] < 120
+    assert yellow[0] > 150 and yellow[1] > 150 and yellow[2] < 120
+
+
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_jpeg_exif_orientation_is_applied(orientation: int) -> None:
     original = samples.make_jpeg(400, 300, orientation=orientation)
@@ -372,7 +398,7 @@ def test_jpeg_exif_orientation_is_applied(orientation: int) -> None:
     upright = ImageOps.exif_transpose(Image.open(io.BytesIO(original))).convert("RGB")
     with pikepdf.open(io.BytesIO(pdf)) as document:
         width, height = (float(value) for value in document.pages[0].mediabox[2:])
-    image = page_image(pdf, scale=1)
+    image = samples.render_page(pdf, scale=1)
     image_h = width * upright.height / upright.width
     assert abs(image.width - width) <= 1 and image.height == pytest.approx(height, abs=1)
     for fx, fy in ((0.2, 0.2), (0.8, 0.2), (0.2, 0.8), (0.8, 0.8)):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pikepdf
 from PIL import ExifTags, Image
 
-from service.artifacts import png, stamp, verified
+from service.artifacts import overlay, png, stamp, verified
 from service.artifacts.errors import ArtifactError
 
 MAX_PIXELS = 50_000_000
@@ -50,14 +50,14 @@ def image_pdf(original: bytes, mime_type: str, stamp_stream: bytes) -> bytes:
     image = jpeg_image(pdf, original) if mime_type == "image/jpeg" else png_image(pdf, original)
     factor = PAGE_LONG_SIDE / max(image.width, image.height)
     image_w, image_h = image.width * factor, image.height * factor
-    scale = min(1.0, image_w / (stamp.STAMP_W + 2 * stamp.STAMP_MARGIN))
-    band_h = (stamp.STAMP_H + 2 * stamp.STAMP_MARGIN) * scale
+    scale = min(1.0, image_w / (stamp.STAMP_W + 2 * overlay.STAMP_MARGIN))
+    band_h = (stamp.STAMP_H + 2 * overlay.STAMP_MARGIN) * scale
     page = pdf.add_blank_page(page_size=(image_w, image_h + band_h))
     name = page.add_resource(image.xobject, pikepdf.Name.XObject, pikepdf.Name("/VecImage"))
     placement = image.orientation @ pikepdf.Matrix(image_w, 0, 0, image_h, 0, band_h)
     page.contents_add(b"q " + placement.encode() + b" cm " + str(name).encode() + b" Do Q\n")
-    corner = stamp.corner_matrix((0.0, 0.0, image_w, band_h), 0, scale)
-    stamp.apply_stamp(pdf, page, stamp_stream, corner)
+    corner = overlay.corner_matrix((0.0, 0.0, image_w, band_h), 0, scale)
+    overlay.apply_stamp(pdf, page, stamp_stream, corner)
     # PDF 1.5 for 16-bit PNG samples.
     return verified.save_pdf(pdf, min_version="1.5")
 
@@ -65,18 +65,19 @@ def image_pdf(original: bytes, mime_type: str, stamp_stream: bytes) -> bytes:
 @contextmanager
 def _opened(data: bytes, image_format: str) -> Iterator[Image.Image]:
     """Pillow, limited to one format and to ``MAX_PIXELS``; its errors become ArtifactError."""
-    name = image_format
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[image_format]) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    raise ArtifactError(f"The {name} image is too large (over 50 megapixels).")
+                    raise ArtifactError(
+                        f"The {image_format} image is too large (over 50 megapixels)."
+                    )
                 yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ArtifactError(f"The {name} image is too large (over 50 megapixels).") from exc
+        raise ArtifactError(f"The {image_format} image is too large (over 50 megapixels).") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise ArtifactError(f"The {name} image could not be read: {exc}") from exc
+        raise ArtifactError(f"The {image_format} image could not be read: {exc}") from exc
 
 
 def jpeg_image(pdf: pikepdf.Pdf, data: bytes) -> PlacedImage:
@@ -157,22 +158,30 @@ def _png_decoded(pdf: pikepdf.Pdf, image: Image.Image, icc: bytes | None) -> pik
         image = image.convert("I").point(lambda value: value * (1 / 257) + 0.5).convert("L")
     grey = image.mode in ("1", "L", "LA")
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    target = ("L" if grey else "RGB") + ("A" if has_alpha else "")
-    image = image.convert(target)
-    base = image.convert(target[:-1]) if has_alpha else image
-    xobject = _flate_image(pdf, base)
-    device = "/DeviceGray" if grey else "/DeviceRGB"
-    xobject.ColorSpace = _colourspace(pdf, device, icc)
+    base_mode = "L" if grey else "RGB"
     if has_alpha:
-        mask = _flate_image(pdf, image.getchannel("A"))
-        mask.ColorSpace = pikepdf.Name.DeviceGray
-        xobject.SMask = mask
+        if image.mode != base_mode + "A":
+            image = image.convert(base_mode + "A")
+        colour, alpha = _split_alpha(image)
+        xobject = _flate_image(pdf, colour, image.size)
+        xobject.SMask = _flate_image(pdf, alpha, image.size)
+        xobject.SMask.ColorSpace = pikepdf.Name.DeviceGray
+    else:
+        xobject = _flate_image(pdf, image.convert(base_mode).tobytes(), image.size)
+    xobject.ColorSpace = _colourspace(pdf, "/DeviceGray" if grey else "/DeviceRGB", icc)
     return xobject
 
 
-def _flate_image(pdf: pikepdf.Pdf, image: Image.Image) -> pikepdf.Stream:
-    data = zlib.compress(image.tobytes(), FLATE_LEVEL)
-    xobject = _image_stream(pdf, data, image.width, image.height, Filter=pikepdf.Name.FlateDecode)
+def _split_alpha(image: Image.Image) -> tuple[bytes, bytes]:
+    if image.mode == "RGBA":
+        # Packing straight from RGBA is ~10x faster than convert("RGB") + getchannel("A").
+        return image.tobytes("raw", "RGB"), image.tobytes("raw", "A")
+    return image.getchannel("L").tobytes(), image.getchannel("A").tobytes()
+
+
+def _flate_image(pdf: pikepdf.Pdf, samples: bytes, size: tuple[int, int]) -> pikepdf.Stream:
+    data = zlib.compress(samples, FLATE_LEVEL)
+    xobject = _image_stream(pdf, data, *size, Filter=pikepdf.Name.FlateDecode)
     xobject.BitsPerComponent = 8
     return xobject
 

@@ -1,7 +1,7 @@
 """The verification stamp: QR code, Code 128 bars, reference id, URL and institution.
 
 A vector drawing in its own space of ``STAMP_W`` x ``STAMP_H`` points (its size on an A4 page),
-placed as a form XObject; ``corner_matrix`` maps it upright into a page's bottom-right corner.
+written as a PDF content stream; ``overlay`` places it on a page.
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-import pikepdf
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from service.artifacts import codes
 
 STAMP_W = 210.0
 STAMP_H = 96.0
-STAMP_MARGIN = 12.0  # distance from the page edges, in stamp units
-A4_SHORT_SIDE = 595.0
 PAD = 4.0
 BAR_H = 16.0
 QR_SIDE = STAMP_H - 3 * PAD - BAR_H  # the QR square, quiet zone included
@@ -164,73 +161,3 @@ def wrap_chars(text: str, font: str, size: float) -> list[str]:
     if len(lines) > URL_MAX_LINES:
         lines = [*lines[: URL_MAX_LINES - 1], truncate(lines[URL_MAX_LINES - 1] + "…", font, size)]
     return lines
-
-
-def page_scale(width: float, height: float) -> float:
-    """How big the stamp is on a page: in proportion to its short side, A4 = 1."""
-    return min(width, height) / A4_SHORT_SIDE
-
-
-def corner_matrix(
-    box: tuple[float, float, float, float], rotation: int, scale: float
-) -> pikepdf.Matrix:
-    """Stamp units -> user space: upright, in the visual bottom-right corner of ``box``.
-
-    ``box`` is the visible (crop) box in user space; ``rotation`` the page's /Rotate, which
-    viewers apply clockwise, so the stamp is counter-rotated to look upright.
-    """
-    x0, y0, x1, y1 = box
-    turned = rotation in (90, 270)
-    display_w = (y1 - y0) if turned else (x1 - x0)
-    margin = STAMP_MARGIN * scale
-    place = pikepdf.Matrix(scale, 0, 0, scale, display_w - margin - STAMP_W * scale, margin)
-    # Display space (origin at the visual bottom-left, y up) -> user space, per rotation.
-    to_user = {
-        0: pikepdf.Matrix(1, 0, 0, 1, x0, y0),
-        90: pikepdf.Matrix(0, 1, -1, 0, x1, y0),
-        180: pikepdf.Matrix(-1, 0, 0, -1, x1, y1),
-        270: pikepdf.Matrix(0, -1, 1, 0, x0, y1),
-    }[rotation]
-    return place @ to_user
-
-
-def apply_stamp(pdf: pikepdf.Pdf, page: pikepdf.Page, stamp: bytes, matrix: pikepdf.Matrix) -> None:
-    """Draw the stamp (``render_stamp``'s stream) on ``page`` over its content, via ``matrix``."""
-    form = pdf.make_stream(
-        stamp,
-        Type=pikepdf.Name.XObject,
-        Subtype=pikepdf.Name.Form,
-        BBox=[0, 0, STAMP_W, STAMP_H],
-        Resources=pikepdf.Dictionary(Font=_fonts()),
-    )
-    name = page.add_resource(form, pikepdf.Name.XObject, _free_name(page), replace_existing=False)
-    # Wrap the original content in q/Q so a CTM it leaves behind cannot move the stamp.
-    page.contents_add(b"q\n", prepend=True)
-    page.contents_add(b"Q\nq " + matrix.encode() + b" cm " + str(name).encode() + b" Do Q\n")
-
-
-def _fonts() -> pikepdf.Dictionary:
-    # Standard 14 fonts: every viewer has them, nothing is embedded.
-    return pikepdf.Dictionary(
-        {
-            f"/{resource}": pikepdf.Dictionary(
-                Type=pikepdf.Name.Font,
-                Subtype=pikepdf.Name.Type1,
-                BaseFont=pikepdf.Name(f"/{font}"),
-                Encoding=pikepdf.Name.WinAnsiEncoding,
-            )
-            for font, resource in FONT_RESOURCES.items()
-        }
-    )
-
-
-def _free_name(page: pikepdf.Page) -> pikepdf.Name:
-    # A fixed name (not pikepdf's random one) keeps the output reproducible.
-    resources = page.obj.get(pikepdf.Name.Resources)
-    xobjects = resources.get(pikepdf.Name.XObject) if resources is not None else None
-    taken = set(xobjects.keys()) if isinstance(xobjects, pikepdf.Dictionary) else set()
-    candidate, index = "/VecStamp", 0
-    while candidate in taken:
-        index += 1
-        candidate = f"/VecStamp{index}"
-    return pikepdf.Name(candidate)

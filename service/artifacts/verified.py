@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import pikepdf
 
-from service.artifacts import stamp
+from service.artifacts import overlay
 from service.artifacts.errors import ArtifactError
 
 # Actions that run code, open other files or send data when a viewer opens or clicks.
@@ -28,9 +29,9 @@ def stamp_pdf(original: bytes, stamp_stream: bytes) -> bytes:
             box = visible_box(page)
             rotation = page.rotation % 360 // 90 * 90
             display = (box[2] - box[0], box[3] - box[1])
-            matrix = stamp.corner_matrix(box, rotation, stamp.page_scale(*display))
+            matrix = overlay.corner_matrix(box, rotation, overlay.page_scale(*display))
             remove_active_content(pdf)
-            stamp.apply_stamp(pdf, page, stamp_stream, matrix)
+            overlay.apply_stamp(pdf, page, stamp_stream, matrix)
             return save_pdf(pdf)
     except pikepdf.PasswordError as exc:
         raise ArtifactError("The PDF is password-protected.") from exc
@@ -117,4 +118,6 @@ def _drop_action(dictionary: pikepdf.Object, key: pikepdf.Name) -> None:
 
 
 def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or ["unknown error"])[0][:200]
+    line = (str(exc).strip().splitlines() or ["unknown error"])[0]
+    # qpdf names its input first ("stream <_io.BytesIO object at 0x...>: ..."): noise here.
+    return re.sub(r"^stream <[^>]*>:?\s*", "", line)[:200]
