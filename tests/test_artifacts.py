@@ -221,22 +221,49 @@ def test_unbalanced_page_content_cannot_move_the_stamp(content: bytes) -> None:
     assert_stamp(samples.render_page(render(buffer.getvalue()).verified_pdf))
 
 
-def test_active_content_is_removed() -> None:
+def _pdf_with_active_content() -> bytes:
+    """Scripts and attachments in every place a viewer looks for them."""
     with pikepdf.open(io.BytesIO(samples.make_pdf(pages=2))) as pdf:
-        script = pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert(1)"))
-        pdf.Root.OpenAction = script
-        pdf.Root.Names = pikepdf.Dictionary(JavaScript=pikepdf.Dictionary(Names=[]))
+
+        def script(code: str) -> pikepdf.Dictionary:
+            return pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String(code))
+
         launch = pikepdf.Dictionary(S=pikepdf.Name.Launch, F=pikepdf.String("calc.exe"))
         link = pikepdf.Dictionary(
             Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Link, Rect=[0, 0, 50, 50], A=launch
         )
+        payload = pikepdf.Dictionary(
+            Type=pikepdf.Name.Filespec,
+            F=pikepdf.String("payload.exe"),
+            EF=pikepdf.Dictionary(F=pdf.make_stream(b"MZ-payload")),
+        )
+        pdf.Root.OpenAction = script("app.alert('open')")
+        pdf.Root.Names = pikepdf.Dictionary(
+            JavaScript=pikepdf.Dictionary(Names=["startup", script("app.alert('names')")]),
+            EmbeddedFiles=pikepdf.Dictionary(Names=["payload.exe", payload]),
+        )
+        field = pdf.make_indirect(
+            pikepdf.Dictionary(FT=pikepdf.Name.Tx, T="f", AA={"/K": script("app.alert('key')")})
+        )
+        pdf.Root.AcroForm = pikepdf.Dictionary(Fields=[field])
+        outline = pdf.make_indirect(pikepdf.Dictionary(Title="x", A=script("app.alert('toc')")))
+        pdf.Root.Outlines = pikepdf.Dictionary(First=outline, Last=outline, Count=1)
         pdf.pages[1].obj.Annots = pdf.make_indirect(pikepdf.Array([link]))
+        pdf.pages[0].obj.AA = pikepdf.Dictionary(O=script("app.alert('page')"))
         buffer = io.BytesIO()
         pdf.save(buffer)
-    stamped = render(buffer.getvalue()).verified_pdf
-    for marker in (b"/JavaScript", b"/Launch", b"/OpenAction", b"calc.exe"):
+    return buffer.getvalue()
+
+
+def test_active_content_is_removed() -> None:
+    stamped = render(_pdf_with_active_content()).verified_pdf
+    for marker in (b"/JavaScript", b"/Launch", b"app.alert", b"calc.exe", b"/EmbeddedFiles"):
         assert marker not in stamped
+    with pikepdf.open(io.BytesIO(stamped)) as pdf:
+        for obj in pdf.objects:
+            assert not isinstance(obj, pikepdf.Stream) or b"MZ-payload" not in obj.read_bytes()
     assert page_count(stamped) == 2
+    assert_stamp(samples.render_page(stamped))
 
 
 def test_output_is_byte_identical_across_runs() -> None:

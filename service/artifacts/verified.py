@@ -8,13 +8,9 @@ import re
 
 import pikepdf
 
-from service.artifacts import overlay
+from service.artifacts import overlay, sanitize
 from service.artifacts.errors import ArtifactError
 
-# Actions that run code, open other files or send data when a viewer opens or clicks.
-DANGEROUS_ACTIONS = frozenset(
-    {"/JavaScript", "/Launch", "/ImportData", "/SubmitForm", "/Rendition", "/GoToE"}
-)
 MAX_PARENT_DEPTH = 64
 
 
@@ -30,7 +26,7 @@ def stamp_pdf(original: bytes, stamp_stream: bytes) -> bytes:
             rotation = page.rotation % 360 // 90 * 90
             display = (box[2] - box[0], box[3] - box[1])
             matrix = overlay.corner_matrix(box, rotation, overlay.page_scale(*display))
-            remove_active_content(pdf)
+            sanitize.remove_active_content(pdf)
             overlay.apply_stamp(pdf, page, stamp_stream, matrix)
             return save_pdf(pdf)
     except pikepdf.PasswordError as exc:
@@ -82,39 +78,6 @@ def _own_resources(page: pikepdf.Page) -> None:
             page.obj.Resources = pikepdf.Dictionary(dict(inherited.items()))
             return
     page.obj.Resources = pikepdf.Dictionary()
-
-
-def remove_active_content(pdf: pikepdf.Pdf) -> None:
-    """Drop scripts, launch actions, attachments and XFA: a verified copy shows, never runs."""
-    root = pdf.Root
-    _drop_action(root, pikepdf.Name.OpenAction)
-    _drop_keys(root, pikepdf.Name.AA)
-    names = root.get(pikepdf.Name.Names)
-    if isinstance(names, pikepdf.Dictionary):
-        _drop_keys(names, pikepdf.Name.JavaScript, pikepdf.Name.EmbeddedFiles)
-    acroform = root.get(pikepdf.Name.AcroForm)
-    if isinstance(acroform, pikepdf.Dictionary):
-        _drop_keys(acroform, pikepdf.Name.XFA)
-    for page in pdf.pages:
-        _drop_keys(page.obj, pikepdf.Name.AA)
-        for annotation in page.obj.get(pikepdf.Name.Annots, pikepdf.Array()):
-            if isinstance(annotation, pikepdf.Dictionary):
-                _drop_keys(annotation, pikepdf.Name.AA)
-                _drop_action(annotation, pikepdf.Name.A)
-
-
-def _drop_keys(dictionary: pikepdf.Object, *keys: pikepdf.Name) -> None:
-    for key in keys:
-        if key in dictionary:
-            del dictionary[key]
-
-
-def _drop_action(dictionary: pikepdf.Object, key: pikepdf.Name) -> None:
-    action = dictionary.get(key)
-    if isinstance(action, pikepdf.Dictionary) and (
-        str(action.get(pikepdf.Name.S, "")) in DANGEROUS_ACTIONS or pikepdf.Name.Next in action
-    ):
-        del dictionary[key]
 
 
 def _first_line(exc: Exception) -> str:
