@@ -24,6 +24,7 @@ QR_QUIET_MODULES = 4
 TEXT_X = PAD + QR_SIDE + 2
 TEXT_W = STAMP_W - TEXT_X - PAD
 URL_MAX_LINES = 3
+MAX_TEXT_CHARS = 300  # more than three lines of the smallest text hold
 FONT = "Helvetica"
 FONT_BOLD = "Helvetica-Bold"
 FONT_MONO = "Courier-Bold"
@@ -112,9 +113,10 @@ def _show(text: str, font: str, size: float, y: float, colour: bytes = b"0 g") -
 
 
 def pdf_text(text: str) -> str:
-    """``text`` reduced to what the standard PDF fonts can show (WinAnsi)."""
+    """``text`` reduced to what the standard PDF fonts can show (WinAnsi), and to a length
+    that always fits the stamp (so fitting it stays cheap whatever the caller passes)."""
     shown = []
-    for char in unicodedata.normalize("NFC", text):
+    for char in unicodedata.normalize("NFC", text[: 2 * MAX_TEXT_CHARS])[:MAX_TEXT_CHARS]:
         if not char.isprintable():
             continue
         if not _encodable(char):
