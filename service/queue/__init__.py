@@ -1,0 +1,41 @@
+"""The PostgreSQL job engine: enqueue inside your transaction, run jobs with leases, fencing
+tokens, batched heartbeats and acks, retries with backoff, and a graceful drain."""
+
+from __future__ import annotations
+
+from service.queue.engine import Engine
+from service.queue.metrics import EngineMetrics
+from service.queue.store import CHANNEL, enqueue, enqueue_many
+from service.queue.types import (
+    EngineConfig,
+    ExhaustedHandler,
+    Finalizer,
+    Handler,
+    JobContext,
+    JobType,
+    PermanentFailure,
+    RetryLater,
+    exponential_backoff,
+)
+from service.queue.wiring import ENGINE, run_worker, stop_on_signals, workers_ctx
+
+__all__ = [
+    "CHANNEL",
+    "ENGINE",
+    "Engine",
+    "EngineConfig",
+    "EngineMetrics",
+    "ExhaustedHandler",
+    "Finalizer",
+    "Handler",
+    "JobContext",
+    "JobType",
+    "PermanentFailure",
+    "RetryLater",
+    "enqueue",
+    "enqueue_many",
+    "exponential_backoff",
+    "run_worker",
+    "stop_on_signals",
+    "workers_ctx",
+]

@@ -1,0 +1,244 @@
+"""Job outcomes and the ack buffer that writes them in batches, guarded by the fencing token.
+
+Finalizers and ``on_exhausted`` run inside the flush transaction, each in a savepoint, and only
+for jobs whose row still carries the token of this claim: a stale worker writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import asyncpg
+
+from service.data import Connection
+from service.queue import store
+from service.queue.types import (
+    Finalizer,
+    JobContext,
+    JobType,
+    exponential_backoff,
+    retry_pause,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(slots=True, eq=False)
+class Claimed:
+    """A job this process holds: running, or finished and waiting for its ack."""
+
+    ctx: JobContext
+    job_type: JobType
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    job: Claimed
+    finalizer: Finalizer | None = None
+    error: str | None = None  # None: succeeded
+    retry_in_s: float | None = None  # with an error: None means no attempt left
+    attempts: int | None = None  # requeue with this attempt count
+
+
+class Result(enum.Enum):
+    COMPLETED = "completed"
+    RETRIED = "retried"
+    EXHAUSTED = "exhausted"
+    STALE = "stale"
+
+
+def describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+def failed(
+    job: Claimed, error: str, *, retry_in_s: float | None = None, permanent: bool = False
+) -> Outcome:
+    """A failed attempt: another one after a backoff, or none if permanent or out of attempts."""
+    ctx = job.ctx
+    error = error[:MAX_ERROR_CHARS]
+    if permanent or ctx.attempt >= ctx.max_attempts:
+        return Outcome(job, error=error)
+    if retry_in_s is None:
+        retry_in_s = (job.job_type.backoff or exponential_backoff)(ctx.attempt)
+    return Outcome(job, error=error, retry_in_s=retry_in_s)
+
+
+async def _exhaust(conn: Connection, outcome: Outcome, error: str) -> tuple[Result, Outcome]:
+    job = outcome.job
+    handler = job.job_type.on_exhausted
+    if handler is None:
+        return Result.EXHAUSTED, outcome
+    try:
+        async with conn.transaction():
+            await handler(conn, job.ctx, error)
+    except Exception:
+        # Keep the job, out of attempts: its next claim goes straight to on_exhausted.
+        log.exception("on_exhausted of %s job %d failed", job.ctx.kind, job.ctx.job_id)
+        delay = (job.job_type.backoff or exponential_backoff)(job.ctx.attempt)
+        attempts = max(job.ctx.attempt, job.ctx.max_attempts)
+        return Result.RETRIED, replace(outcome, retry_in_s=delay, attempts=attempts)
+    return Result.EXHAUSTED, outcome
+
+
+async def _settle(conn: Connection, outcome: Outcome) -> tuple[Result, Outcome]:
+    """Run the outcome's finalizer or on_exhausted; say what to write for the job."""
+    if outcome.error is None:
+        if outcome.finalizer is None:
+            return Result.COMPLETED, outcome
+        try:
+            async with conn.transaction():
+                await outcome.finalizer(conn)
+        except Exception as exc:
+            ctx = outcome.job.ctx
+            log.warning("finalizer of %s job %d failed", ctx.kind, ctx.job_id, exc_info=True)
+            outcome = failed(outcome.job, f"finalizer: {describe(exc)}")
+        else:
+            return Result.COMPLETED, outcome
+    if outcome.retry_in_s is not None:
+        return Result.RETRIED, outcome
+    return await _exhaust(conn, outcome, outcome.error or "failed")
+
+
+def _keys(outcomes: Sequence[Outcome]) -> tuple[list[int], list[int]]:
+    return [o.job.ctx.job_id for o in outcomes], [o.job.ctx.lease_token for o in outcomes]
+
+
+async def _write_settled(
+    conn: Connection, settled: list[tuple[Result, Outcome]], timeout_s: float
+) -> None:
+    finished = [o for r, o in settled if r is not Result.RETRIED]
+    retried = [o for r, o in settled if r is Result.RETRIED]
+    if finished:
+        ids, tokens = _keys(finished)
+        await store.delete_jobs(conn, ids=ids, tokens=tokens, timeout_s=timeout_s)
+    if retried:
+        ids, tokens = _keys(retried)
+        await store.requeue_jobs(
+            conn,
+            ids=ids,
+            tokens=tokens,
+            delays_s=[o.retry_in_s or 0.0 for o in retried],
+            errors=[o.error or "" for o in retried],
+            attempts=[o.attempts for o in retried],
+            timeout_s=timeout_s,
+        )
+
+
+async def write_outcomes(
+    conn: Connection, outcomes: Sequence[Outcome], *, timeout_s: float
+) -> list[tuple[Result, Outcome]]:
+    """Write a batch of outcomes; each comes back with what became of it."""
+    ids, tokens = _keys(outcomes)
+    if all(o.error is None and o.finalizer is None for o in outcomes):
+        held = await store.delete_jobs(conn, ids=ids, tokens=tokens, timeout_s=timeout_s)
+        return [
+            (Result.COMPLETED if t in held else Result.STALE, o)
+            for t, o in zip(tokens, outcomes, strict=True)
+        ]
+    async with conn.transaction():
+        held = await store.lock_jobs(conn, ids=ids, tokens=tokens, timeout_s=timeout_s)
+        results: list[tuple[Result, Outcome]] = []
+        for outcome in outcomes:
+            if outcome.job.ctx.lease_token in held:
+                results.append(await _settle(conn, outcome))
+            else:
+                results.append((Result.STALE, outcome))
+        await _write_settled(conn, [r for r in results if r[0] is not Result.STALE], timeout_s)
+    return results
+
+
+Written = Callable[[list[tuple[Result, Outcome]]], None]
+
+
+class AckBuffer:
+    """Collects outcomes and flushes them every ``interval_s`` or at ``batch`` of them."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        interval_s: float,
+        batch: int,
+        statement_timeout_s: float,
+        acquire_timeout_s: float,
+        write_lock: asyncio.Lock,
+        on_written: Written,
+    ) -> None:
+        self._pool = pool
+        self._interval_s = interval_s
+        self._batch = batch
+        self._timeout = statement_timeout_s
+        self._acquire_timeout = acquire_timeout_s
+        self._lock = write_lock
+        self._on_written = on_written
+        self._pending: list[Outcome] = []
+        self._arrived = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="queue-acks")
+
+    def add(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        if len(self._pending) in (1, self._batch):
+            self._arrived.set()
+
+    async def close(self, timeout_s: float) -> None:
+        """Flush what is pending (retrying for up to ``timeout_s``), then stop."""
+        self._closing = True
+        self._arrived.set()
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        if not self._task.done():
+            log.error("gave up flushing %d job outcomes at shutdown", len(self._pending))
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        failures = 0
+        while self._pending or not self._closing:
+            if not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if len(self._pending) < self._batch and not self._closing:
+                await self._linger()
+            try:
+                await self._flush(self._pending[: self._batch])
+            except Exception as exc:
+                failures += 1
+                log.warning("writing %d job outcomes failed: %s", len(self._pending), exc)
+                await asyncio.sleep(retry_pause(failures))
+            else:
+                failures = 0
+
+    async def _linger(self) -> None:
+        """Wait for more outcomes to share the transaction, until the batch is full."""
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._interval_s):
+                await self._arrived.wait()
+
+    async def _flush(self, batch: list[Outcome]) -> None:
+        async with self._lock, self._pool.acquire(timeout=self._acquire_timeout) as conn:
+            results = await write_outcomes(conn, batch, timeout_s=self._timeout)
+            # only this task removes items, and new ones are appended behind the batch
+            del self._pending[: len(batch)]
+            self._on_written(results)

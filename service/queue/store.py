@@ -1,0 +1,225 @@
+"""The job engine's SQL: enqueue (inside the caller's transaction), claim, leases and acks.
+
+Acks and heartbeats are guarded by the fencing token: ``lease_token`` is unique per claim, so
+``id = ANY(ids) AND lease_token = ANY(tokens)`` matches exactly the pairs we hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from service.data import Connection
+
+CHANNEL = "vault_jobs"
+
+# One notification per statement (identical notifications are folded within a transaction).
+ENQUEUE = """
+WITH ins AS (
+    INSERT INTO jobs (kind, ref_id, payload, run_at, priority, max_attempts)
+    VALUES ($1, $2, $3, coalesce($4, now()), $5, $6)
+    RETURNING id
+)
+SELECT ins.id, pg_notify('vault_jobs', '') FROM ins
+"""
+
+ENQUEUE_MANY = """
+WITH ins AS (
+    INSERT INTO jobs (kind, ref_id, payload, run_at, priority, max_attempts)
+    SELECT $1, r.ref_id, r.payload, coalesce($4, now()), $5, $6
+    FROM unnest($2::bigint[], $3::jsonb[]) AS r (ref_id, payload)
+    RETURNING 1
+)
+SELECT count(*), pg_notify('vault_jobs', '') FROM ins
+"""
+
+NOTIFY = "SELECT pg_notify('vault_jobs', '')"
+
+# Expired leases first, then ready jobs in claim order; every filter lives inside the CTEs.
+# The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a primary-key lookup whatever the
+# planner guesses for the LIMIT (a join could turn into a hash join over the whole table).
+CLAIM = """
+WITH expired AS (
+    SELECT id FROM jobs
+    WHERE state = 1 AND locked_until < now() AND kind = ANY($2::text[])
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT id FROM jobs
+    WHERE state = 0 AND run_at <= now() AND kind = ANY($2::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT $1 - (SELECT count(*) FROM expired)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS j
+SET state = 1,
+    attempts = j.attempts + 1,
+    lease_token = nextval('jobs_lease_token_seq'),
+    locked_until = now() + make_interval(secs => $3),
+    worker_id = $4
+WHERE j.id = ANY (ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM ready))
+RETURNING j.id, j.kind, j.ref_id, j.payload, j.attempts, j.max_attempts, j.lease_token,
+    j.last_error, extract(epoch FROM now() - j.run_at)::float8 AS waited_s,
+    j.id = ANY (ARRAY(SELECT id FROM expired)) AS reclaimed
+"""
+
+EXTEND_LEASES = """
+UPDATE jobs SET locked_until = now() + make_interval(secs => $3)
+WHERE id = ANY($1::bigint[]) AND lease_token = ANY($2::bigint[]) AND state = 1
+RETURNING lease_token
+"""
+
+DELETE = """
+DELETE FROM jobs
+WHERE id = ANY($1::bigint[]) AND lease_token = ANY($2::bigint[]) AND state = 1
+RETURNING lease_token
+"""
+
+# In id order, so two transactions locking overlapping sets cannot deadlock.
+LOCK = """
+SELECT lease_token FROM jobs
+WHERE id = ANY($1::bigint[]) AND lease_token = ANY($2::bigint[]) AND state = 1
+ORDER BY id
+FOR UPDATE
+"""
+
+# attempts: NULL keeps the count; a value overrides it (to mark a job as out of attempts)
+REQUEUE = """
+UPDATE jobs AS j
+SET state = 0, run_at = now() + make_interval(secs => r.delay_s), last_error = r.error,
+    attempts = coalesce(r.attempts, j.attempts),
+    lease_token = NULL, locked_until = NULL, worker_id = NULL
+FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::text[], $5::int[])
+    AS r (id, token, delay_s, error, attempts)
+WHERE j.id = r.id AND j.lease_token = r.token AND j.state = 1
+"""
+
+# Graceful shutdown: the interrupted attempt is given back and the job is ready at once.
+RELEASE = """
+UPDATE jobs
+SET state = 0, attempts = greatest(attempts - 1, 0),
+    lease_token = NULL, locked_until = NULL, worker_id = NULL
+WHERE id = ANY($1::bigint[]) AND lease_token = ANY($2::bigint[]) AND state = 1
+"""
+
+# Each count scans one small partial index rather than the table.
+DEPTH = """
+SELECT (SELECT count(*) FROM jobs WHERE state = 0) AS ready,
+       (SELECT count(*) FROM jobs WHERE state = 1) AS running
+"""
+
+
+async def enqueue(
+    conn: Connection,
+    kind: str,
+    *,
+    ref_id: int | None = None,
+    payload: Any = None,
+    run_at: datetime | None = None,
+    priority: int = 0,
+    max_attempts: int | None = None,
+) -> int:
+    """Add one job (in the caller's transaction, if any); return its id."""
+    job_id: int = await conn.fetchval(
+        ENQUEUE, kind, ref_id, payload, run_at, priority, max_attempts
+    )
+    return job_id
+
+
+async def enqueue_many(
+    conn: Connection,
+    kind: str,
+    *,
+    ref_ids: Sequence[int],
+    payloads: Sequence[Any] | None = None,
+    run_at: datetime | None = None,
+    priority: int = 0,
+    max_attempts: int | None = None,
+) -> int:
+    """Add one job per ref id in one statement plus one notification; return how many."""
+    if payloads is not None and len(payloads) != len(ref_ids):
+        raise ValueError("payloads and ref_ids must have the same length")
+    if not ref_ids:
+        return 0
+    if payloads is not None:
+        count: int = await conn.fetchval(
+            ENQUEUE_MANY, kind, list(ref_ids), list(payloads), run_at, priority, max_attempts
+        )
+        return count
+    # Binary COPY is the fastest path (~15 % faster than unnest for 10,000 rows) but cannot
+    # carry jsonb through the pool's text codec, hence payload-less jobs only.
+    columns = ["kind", "ref_id", "priority", "max_attempts"]
+    tail: tuple[Any, ...] = (priority, max_attempts)
+    if run_at is not None:
+        columns.append("run_at")
+        tail += (run_at,)
+    records = [(kind, ref_id, *tail) for ref_id in ref_ids]
+    await conn.copy_records_to_table("jobs", records=records, columns=columns)
+    await conn.execute(NOTIFY)
+    return len(records)
+
+
+async def claim_jobs(
+    conn: Connection,
+    *,
+    kinds: Sequence[str],
+    limit: int,
+    lease_s: float,
+    worker_id: str,
+    timeout_s: float,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(CLAIM, limit, kinds, lease_s, worker_id, timeout=timeout_s)
+
+
+async def extend_leases(
+    conn: Connection, *, ids: list[int], tokens: list[int], lease_s: float, timeout_s: float
+) -> set[int]:
+    """Extend the leases still held; return their tokens (the others are stale)."""
+    rows = await conn.fetch(EXTEND_LEASES, ids, tokens, lease_s, timeout=timeout_s)
+    return {row[0] for row in rows}
+
+
+async def delete_jobs(
+    conn: Connection, *, ids: list[int], tokens: list[int], timeout_s: float
+) -> set[int]:
+    """Delete the jobs still held; return their tokens."""
+    rows = await conn.fetch(DELETE, ids, tokens, timeout=timeout_s)
+    return {row[0] for row in rows}
+
+
+async def lock_jobs(
+    conn: Connection, *, ids: list[int], tokens: list[int], timeout_s: float
+) -> set[int]:
+    """Lock (for this transaction) the jobs still held; return their tokens."""
+    rows = await conn.fetch(LOCK, ids, tokens, timeout=timeout_s)
+    return {row[0] for row in rows}
+
+
+async def requeue_jobs(
+    conn: Connection,
+    *,
+    ids: list[int],
+    tokens: list[int],
+    delays_s: list[float],
+    errors: list[str],
+    attempts: list[int | None],
+    timeout_s: float,
+) -> None:
+    await conn.execute(REQUEUE, ids, tokens, delays_s, errors, attempts, timeout=timeout_s)
+
+
+async def release_jobs(
+    conn: Connection, *, ids: list[int], tokens: list[int], timeout_s: float
+) -> int:
+    status = await conn.execute(RELEASE, ids, tokens, timeout=timeout_s)
+    return int(status.split()[-1])
+
+
+async def queue_depth(conn: Connection, *, timeout_s: float) -> tuple[int, int]:
+    """(ready, running) job counts."""
+    rows = await conn.fetch(DEPTH, timeout=timeout_s)
+    return rows[0]["ready"], rows[0]["running"]

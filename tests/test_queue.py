@@ -1,0 +1,484 @@
+"""The job engine on a real PostgreSQL: enqueue, claim plan, exactly-once completion, fencing,
+retries, graceful stop and wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from service.data import Connection
+from service.queue import (
+    CHANNEL,
+    Finalizer,
+    JobContext,
+    JobType,
+    PermanentFailure,
+    RetryLater,
+    enqueue,
+    enqueue_many,
+    store,
+)
+from tests.queue_helpers import (
+    DONE_TABLE,
+    assert_done_exactly_once,
+    count,
+    engine_config,
+    queue_empty,
+    record_completion,
+    recording_type,
+    running_engine,
+    sample,
+    wait_until,
+)
+
+
+@pytest.fixture
+async def done_table(conn: asyncpg.Connection) -> None:
+    await conn.execute(DONE_TABLE)
+
+
+# --- enqueue and the claim plan ---
+
+
+async def test_enqueue_stores_jobs(conn: asyncpg.Connection) -> None:
+    job_id = await enqueue(conn, "mail", ref_id=7, payload={"to": "a@b.test"}, priority=3)
+    assert await enqueue_many(conn, "pdf", ref_ids=[1, 2, 3]) == 3
+    assert await enqueue_many(conn, "hook", ref_ids=[4, 5], payloads=[{"n": 4}, None]) == 2
+    assert await enqueue_many(conn, "pdf", ref_ids=[]) == 0
+    rows = await conn.fetch(
+        "SELECT id, kind, ref_id, payload, state, priority, attempts, max_attempts FROM jobs"
+        " ORDER BY id"
+    )
+    assert [(r["kind"], r["ref_id"], r["payload"]) for r in rows] == [
+        ("mail", 7, {"to": "a@b.test"}),
+        ("pdf", 1, None),
+        ("pdf", 2, None),
+        ("pdf", 3, None),
+        ("hook", 4, {"n": 4}),
+        ("hook", 5, None),
+    ]
+    assert rows[0]["id"] == job_id and rows[0]["priority"] == 3
+    assert {(r["state"], r["attempts"], r["max_attempts"]) for r in rows} == {(0, 0, None)}
+    with pytest.raises(ValueError, match="same length"):
+        await enqueue_many(conn, "hook", ref_ids=[1, 2], payloads=[{}])
+
+
+async def test_one_notification_per_enqueue_call(conn: asyncpg.Connection, dsn: str) -> None:
+    listener = await asyncpg.connect(dsn)
+    received: list[str] = []
+    await listener.add_listener(CHANNEL, lambda *args: received.append(args[2]))
+    try:
+        calls: list[Callable[[], Any]] = [
+            lambda: enqueue_many(conn, "pdf", ref_ids=range(1000)),
+            lambda: enqueue_many(conn, "pdf", ref_ids=range(500), payloads=[{}] * 500),
+            lambda: enqueue(conn, "pdf", ref_id=1),
+        ]
+        for call in calls:
+            received.clear()
+            async with conn.transaction():
+                await call()
+            await asyncio.sleep(0.2)
+            assert received == [CHANNEL]
+    finally:
+        await listener.close()
+    assert await count(conn, "SELECT count(*) FROM jobs") == 1501
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [node]
+    for child in node.get("Plans", []):
+        nodes.extend(_plan_nodes(child))
+    return nodes
+
+
+async def test_claim_uses_the_ready_index(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        "INSERT INTO jobs (kind, ref_id) SELECT 'pdf', g FROM generate_series(1, 50000) g"
+    )
+    await conn.execute("ANALYZE jobs")
+    await conn.execute(f"PREPARE claim (int, text[], float8, text) AS {store.CLAIM}")
+    # custom plans (the first executions) and the generic plan the server may switch to later
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        plan = await conn.fetchval("EXPLAIN (FORMAT JSON) EXECUTE claim (100, '{pdf}', 30, 'w1')")
+        nodes = _plan_nodes(plan[0]["Plan"])
+        indexes = {n.get("Index Name") for n in nodes}
+        assert {"ix__jobs__ready", "ix__jobs__running", "pk__jobs"} <= indexes, mode
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], mode
+
+
+# --- exactly once ---
+
+
+@pytest.mark.parametrize(("engines", "jobs"), [(1, 1), (2, 2), (4, 64), (3, 6000)])
+async def test_each_job_completes_exactly_once(
+    conn: asyncpg.Connection, dsn: str, done_table: None, engines: int, jobs: int
+) -> None:
+    await enqueue_many(conn, "record", ref_ids=range(jobs))
+    registries = [CollectorRegistry() for _ in range(engines)]
+    async with contextlib.AsyncExitStack() as stack:
+        for registry in registries:
+            await stack.enter_async_context(
+                running_engine(dsn, [recording_type()], registry=registry, workers=64)
+            )
+        await wait_until(lambda: queue_empty(conn), timeout_s=60)
+    await assert_done_exactly_once(conn, range(jobs))
+    completed = [sample(r, "vault_jobs_completed_total", "record") for r in registries]
+    assert sum(completed) == jobs
+    if jobs >= 1000:
+        assert all(completed), completed  # every engine took a share
+
+
+async def test_expired_lease_is_reclaimed_and_the_late_ack_refused(
+    conn: asyncpg.Connection, dsn: str, done_table: None
+) -> None:
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def slow(ctx: JobContext) -> Finalizer:
+        started.set()
+        await release.wait()
+        return record_completion(ctx, "A")
+
+    registry = CollectorRegistry()
+    # A's heartbeat (every 10 s) does not come round during the test.
+    async with running_engine(
+        dsn, [JobType("t", slow)], registry=registry, lease_s=30, timeout_s=20
+    ):
+        await enqueue(conn, "t", ref_id=1)
+        await asyncio.wait_for(started.wait(), 5)
+        # As if A's heartbeats had stopped getting through.
+        await conn.execute("UPDATE jobs SET locked_until = now() - interval '1 s'")
+        async with running_engine(dsn, [recording_type("t", worker="B")]):
+            await wait_until(lambda: queue_empty(conn))
+        release.set()
+        await wait_until(lambda: _is(sample(registry, "vault_jobs_stale_acks_total", "t"), 1))
+    rows = await conn.fetch("SELECT worker, attempt FROM queue_test_done")
+    assert [(r["worker"], r["attempt"]) for r in rows] == [("B", 2)]
+    assert sample(registry, "vault_jobs_completed_total", "t") == 0
+
+
+async def _is(value: float, expected: float) -> bool:
+    return value == expected
+
+
+async def test_heartbeat_cancels_a_job_whose_lease_was_lost(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def forever(ctx: JobContext) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    registry = CollectorRegistry()
+    async with running_engine(dsn, [JobType("t", forever)], registry=registry) as engine:
+        await enqueue(conn, "t")
+        await asyncio.wait_for(started.wait(), 5)
+        # Another worker's claim: the row now carries a token this engine does not hold.
+        await conn.execute("UPDATE jobs SET lease_token = nextval('jobs_lease_token_seq')")
+        await asyncio.wait_for(cancelled.wait(), 3)  # the heartbeat runs every lease/3 = 1 s
+        assert engine.in_flight == 0
+        assert sample(registry, "vault_jobs_stale_acks_total", "t") == 1
+    assert await count(conn, "SELECT count(*) FROM jobs WHERE state = 1") == 1
+
+
+# --- failures ---
+
+
+class Failures:
+    """A job type that fails as told and records its runs and its exhaustion."""
+
+    def __init__(self, fail: Callable[[JobContext], None], **options: Any) -> None:
+        self.fail = fail
+        self.runs: list[int] = []
+        self.exhausted: list[tuple[int, str]] = []
+        self.job_type = JobType("t", self.run, self.on_exhausted, **options)
+
+    async def run(self, ctx: JobContext) -> Finalizer:
+        self.runs.append(ctx.attempt)
+        self.fail(ctx)
+        return record_completion(ctx, "ok")
+
+    async def on_exhausted(self, conn: Connection, ctx: JobContext, error: str) -> None:
+        await conn.execute("SELECT 1")
+        self.exhausted.append((ctx.attempt, error))
+
+
+def _raise(exc: Exception) -> Callable[[JobContext], None]:
+    def fail(ctx: JobContext) -> None:
+        raise exc
+
+    return fail
+
+
+async def test_failing_job_is_retried_with_backoff_then_exhausted(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    def fail(ctx: JobContext) -> None:
+        raise RuntimeError(f"boom {ctx.attempt}")
+
+    delays: list[int] = []
+    failures = Failures(fail, backoff=lambda attempt: delays.append(attempt) or 0.05 * attempt)
+    registry = CollectorRegistry()
+    async with running_engine(dsn, [failures.job_type], registry=registry, max_attempts=3):
+        await enqueue(conn, "t", ref_id=1)
+        await wait_until(lambda: queue_empty(conn))
+    assert failures.runs == [1, 2, 3]
+    assert delays == [1, 2]
+    assert failures.exhausted == [(3, "RuntimeError: boom 3")]
+    for name, value in [("failed", 3), ("retried", 2), ("exhausted", 1), ("completed", 0)]:
+        assert sample(registry, f"vault_jobs_{name}_total", "t") == value, name
+
+
+async def test_last_error_and_run_at_are_kept_between_attempts(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    failures = Failures(_raise(ValueError("bad input")), backoff=lambda attempt: 30.0)
+    async with running_engine(dsn, [failures.job_type]):
+        await enqueue(conn, "t")
+        await wait_until(lambda: _attempts(conn, 1))
+    row = await conn.fetchrow(
+        "SELECT state, attempts, last_error, lease_token, run_at - now() AS wait FROM jobs"
+    )
+    assert row is not None
+    assert (row["state"], row["attempts"], row["last_error"]) == (0, 1, "ValueError: bad input")
+    assert row["lease_token"] is None and 25 < row["wait"].total_seconds() <= 30
+
+
+async def _attempts(conn: asyncpg.Connection, expected: int) -> bool:
+    return (
+        await count(conn, "SELECT count(*) FROM jobs WHERE state = 0 AND attempts = $1", expected)
+        == 1
+    )
+
+
+async def test_permanent_failure_skips_the_retries(conn: asyncpg.Connection, dsn: str) -> None:
+    failures = Failures(_raise(PermanentFailure("file is not a PDF")), max_attempts=5)
+    async with running_engine(dsn, [failures.job_type]):
+        await enqueue(conn, "t")
+        await wait_until(lambda: queue_empty(conn))
+    assert failures.runs == [1]
+    assert failures.exhausted == [(1, "file is not a PDF")]
+
+
+async def test_a_timeout_is_a_failure(conn: asyncpg.Connection, dsn: str) -> None:
+    async def slow(ctx: JobContext) -> None:
+        await asyncio.sleep(30)
+
+    exhausted: list[str] = []
+
+    async def on_exhausted(conn: Connection, ctx: JobContext, error: str) -> None:
+        exhausted.append(error)
+
+    job_type = JobType("t", slow, on_exhausted, max_attempts=1, timeout_s=0.2)
+    async with running_engine(dsn, [job_type]):
+        await enqueue(conn, "t")
+        await wait_until(lambda: queue_empty(conn))
+    assert exhausted == ["timed out after 0.2 s"]
+
+
+async def test_retry_later_honours_its_delay(
+    conn: asyncpg.Connection, dsn: str, done_table: None
+) -> None:
+    times: list[float] = []
+
+    def fail(ctx: JobContext) -> None:
+        times.append(time.monotonic())
+        if ctx.attempt == 1:
+            raise RetryLater(0.6, "receiver busy")
+
+    failures = Failures(fail)
+    async with running_engine(dsn, [failures.job_type], poll_interval_s=0.05):
+        await enqueue(conn, "t", ref_id=1)
+        await wait_until(lambda: queue_empty(conn))
+    assert failures.runs == [1, 2] and failures.exhausted == []
+    assert times[1] - times[0] >= 0.6
+
+
+async def test_a_failing_finalizer_turns_into_a_retry_without_harming_the_others(
+    conn: asyncpg.Connection, dsn: str, done_table: None
+) -> None:
+    async def run(ctx: JobContext) -> Finalizer:
+        recorded = record_completion(ctx, "w")
+
+        async def finalize(conn: Connection) -> None:
+            await recorded(conn)
+            if ctx.ref_id == 3 and ctx.attempt == 1:
+                await conn.execute("SELECT 1 / 0")
+
+        return finalize
+
+    async with running_engine(dsn, [JobType("t", run, backoff=lambda a: 0.0)], ack_interval_s=0.2):
+        await enqueue_many(conn, "t", ref_ids=range(6))
+        await wait_until(lambda: queue_empty(conn))
+    await assert_done_exactly_once(conn, range(6))
+    attempts = await conn.fetch("SELECT ref_id, attempt FROM queue_test_done ORDER BY ref_id")
+    assert [r["attempt"] for r in attempts] == [1, 1, 1, 2, 1, 1]
+
+
+async def test_a_failing_on_exhausted_is_retried_without_running_the_job(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    runs: list[int] = []
+    calls: list[tuple[int, str]] = []
+
+    async def run(ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+        raise PermanentFailure("nope")
+
+    async def on_exhausted(conn: Connection, ctx: JobContext, error: str) -> None:
+        calls.append((ctx.attempt, error))
+        if len(calls) == 1:
+            raise RuntimeError("database of record unavailable")
+
+    job_type = JobType("t", run, on_exhausted, backoff=lambda a: 0.0)
+    async with running_engine(dsn, [job_type], poll_interval_s=0.05):
+        await enqueue(conn, "t", max_attempts=2)
+        await wait_until(lambda: queue_empty(conn))
+    assert runs == [1]
+    assert calls == [(1, "nope"), (3, "nope")]  # the second call is on a claim past the limit
+
+
+async def test_a_job_whose_worker_died_on_its_last_attempt_is_exhausted(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    failures = Failures(lambda ctx: None, max_attempts=2)
+    await conn.execute(
+        "INSERT INTO jobs (kind, state, attempts, lease_token, locked_until, worker_id)"
+        " VALUES ('t', 1, 2, nextval('jobs_lease_token_seq'), now() - interval '1 s', 'gone')"
+    )
+    async with running_engine(dsn, [failures.job_type]):
+        await wait_until(lambda: queue_empty(conn))
+    assert failures.runs == []
+    assert failures.exhausted == [(3, "lease expired during the final attempt (2)")]
+
+
+# --- graceful stop ---
+
+
+async def test_stop_lets_a_running_job_finish(
+    conn: asyncpg.Connection, dsn: str, done_table: None
+) -> None:
+    started = asyncio.Event()
+
+    async def run(ctx: JobContext) -> Finalizer:
+        started.set()
+        await asyncio.sleep(0.5)
+        return record_completion(ctx, "w")
+
+    async with running_engine(dsn, [JobType("t", run)], drain_timeout_s=5):
+        await enqueue(conn, "t", ref_id=1)
+        await asyncio.wait_for(started.wait(), 5)
+    await assert_done_exactly_once(conn, [1])
+    assert await queue_empty(conn)
+
+
+async def test_stop_gives_unfinished_jobs_back_without_using_an_attempt(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def stuck(ctx: JobContext) -> None:
+        started.append(ctx.job_id)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(ctx.job_id)
+            raise
+
+    await enqueue_many(conn, "t", ref_ids=range(3))
+    engine_cm = running_engine(dsn, [JobType("t", stuck)], workers=2, drain_timeout_s=0.3)
+    async with engine_cm:
+        await wait_until(lambda: _is(len(started), 2))
+    assert sorted(cancelled) == sorted(started)
+    rows = await conn.fetch("SELECT state, attempts, lease_token, worker_id FROM jobs")
+    assert [tuple(r) for r in rows] == [(0, 0, None, None)] * 3
+
+
+# --- wake-ups ---
+
+
+async def _pickup_latency(conn: asyncpg.Connection, picked: asyncio.Queue[float]) -> float:
+    await enqueue(conn, "t")  # autocommit: committed when this returns
+    committed = time.perf_counter()
+    return await asyncio.wait_for(picked.get(), 3) - committed
+
+
+def _timestamping(picked: asyncio.Queue[float]) -> JobType:
+    async def run(ctx: JobContext) -> None:
+        picked.put_nowait(time.perf_counter())
+
+    return JobType("t", run)
+
+
+async def test_notify_wakes_the_engine_well_before_the_poll(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    picked: asyncio.Queue[float] = asyncio.Queue()
+    async with running_engine(dsn, [_timestamping(picked)], poll_interval_s=5) as engine:
+        await wait_until(lambda: _is(engine.is_listening(), True))
+        await asyncio.sleep(0.1)  # past the claim the connect triggers
+        latencies = [await _pickup_latency(conn, picked) for _ in range(5)]
+    assert max(latencies) < 1.0, latencies
+
+
+async def test_a_killed_listener_does_not_stall_processing(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    picked: asyncio.Queue[float] = asyncio.Queue()
+    pid_sql = (
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE application_name = 'vault-queue-listener' AND datname = current_database()"
+    )
+    async with running_engine(dsn, [_timestamping(picked)], poll_interval_s=0.5) as engine:
+        await wait_until(lambda: _is(engine.is_listening(), True))
+        old_pid = await conn.fetchval(pid_sql)
+        await conn.execute("SELECT pg_terminate_backend($1)", old_pid)
+        assert await _pickup_latency(conn, picked) < 2.0
+        await wait_until(lambda: _is(engine.is_listening(), True))
+        assert await conn.fetchval(pid_sql) not in (None, old_pid)
+        await asyncio.sleep(0.1)
+        assert await _pickup_latency(conn, picked) < 1.0
+
+
+async def test_notify_local_wakes_the_engine_without_a_listener(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    picked: asyncio.Queue[float] = asyncio.Queue()
+    broken = dsn.replace("/vault_t_", "/no_such_db_")
+    async with running_engine(
+        dsn, [_timestamping(picked)], listen_dsn=broken, poll_interval_s=5
+    ) as engine:
+        await asyncio.sleep(0.2)
+        assert not engine.is_listening()
+        await enqueue(conn, "t")
+        committed = time.perf_counter()
+        engine.notify_local()
+        assert await asyncio.wait_for(picked.get(), 3) - committed < 1.0
+
+
+# --- configuration ---
+
+
+def test_a_timeout_as_long_as_the_lease_is_refused() -> None:
+    async def run(ctx: JobContext) -> None:
+        return None
+
+    config = engine_config(lease_s=3.0, timeout_s=2.0)
+    with pytest.raises(ValueError, match="shorter than lease"):
+        config.check([JobType("t", run, timeout_s=3.0)])
+    with pytest.raises(ValueError, match="unique"):
+        config.check([JobType("t", run), JobType("t", run)])
+    assert config.heartbeat_s == 1.0
