@@ -444,6 +444,15 @@ def _encrypted_pdf() -> bytes:
     return buffer.getvalue()
 
 
+def _blank_pdf(pages: int) -> bytes:
+    with pikepdf.new() as pdf:
+        for _ in range(pages):
+            pdf.add_blank_page(page_size=(100, 100))
+        buffer = io.BytesIO()
+        pdf.save(buffer)
+    return buffer.getvalue()
+
+
 def _png_claiming(width: int, height: int) -> bytes:
     data = bytearray(samples.make_png(8, 8))
     header = struct.pack(">II", width, height) + bytes(data[24:29])
@@ -456,6 +465,7 @@ BAD_ORIGINALS = {
     "not-a-pdf": (b"hello, I am plain text", PDF, "could not be read"),
     "pdf-header-only": (b"%PDF-1.7\n", PDF, "could not be read"),
     "pdf-password": (_encrypted_pdf(), PDF, "password"),
+    "pdf-too-many-pages": (_blank_pdf(1001), PDF, "more than 1000 pages"),
     "png-garbage": (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, PNG, "could not be read"),
     "png-truncated": (samples.make_png(300, 300, noise=True)[:5000], PNG, "could not be read"),
     "png-bomb": (_png_claiming(60_000, 60_000), PNG, "too large"),

@@ -12,6 +12,7 @@ from service.artifacts import overlay, sanitize
 from service.artifacts.errors import ArtifactError
 
 MAX_PARENT_DEPTH = 64
+MAX_PAGES = 1000  # as the upload check; keeps the time a hostile PDF can take bounded
 
 
 def stamp_pdf(original: bytes, stamp_stream: bytes) -> bytes:
@@ -20,6 +21,8 @@ def stamp_pdf(original: bytes, stamp_stream: bytes) -> bytes:
         with pikepdf.open(io.BytesIO(original)) as pdf:
             if len(pdf.pages) == 0:
                 raise ArtifactError("The PDF has no pages.")
+            if len(pdf.pages) > MAX_PAGES:
+                raise ArtifactError(f"The PDF has more than {MAX_PAGES} pages.")
             page = pdf.pages[0]
             _own_resources(page)
             box = visible_box(page)
