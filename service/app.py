@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from aiohttp import web
 
 from service import db
-from service.api import docs, health, institution, uploads
+from service.api import docs, health, institution, uploads, verify
 from service.api.middleware import auth_middleware, request_middleware
 from service.auth import TokenToucher
 from service.config import Settings
@@ -80,7 +80,7 @@ def create_app(
             *extra_contexts,
         ]
     )
-    for module in (health, institution, uploads):
+    for module in (health, institution, uploads, verify):
         app.router.add_routes(module.routes)
     app.router.add_routes(list(extra_routes))
     docs.setup_docs(app)
