@@ -7,6 +7,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 from itertools import groupby
+from xml.sax.saxutils import escape
 
 import segno
 from barcode.codex import Code128
@@ -83,7 +84,7 @@ def barcode_svg(data: str) -> bytes:
         f'<rect width="{width}" height="{height}" fill="#fff"/>'
         f'<path transform="translate(0 2)" fill="#000" d="{path}"/>'
         f'<text x="{width // 2}" y="{height - 4}" text-anchor="middle" '
-        f'font-family="monospace" font-size="{BARCODE_SVG_TEXT_HEIGHT - 2}">{data}</text>'
+        f'font-family="monospace" font-size="{BARCODE_SVG_TEXT_HEIGHT - 2}">{escape(data)}</text>'
         "</svg>\n"
     )
     return svg.encode()
