@@ -52,11 +52,11 @@ async def add_certificate(
     generated = status in {"generated", "revoked"}
     await conn.execute(
         "INSERT INTO certificates (institution_id, trigger_context, status, reference_id,"
-        " certificate_title, full_name, applicant_email, issue_date, original_key,"
+        " certificate_title, full_name, applicant_email, issue_date, file_id, original_key,"
         " original_name, original_mime, original_size, original_sha256, qrcode_key,"
         " barcode_key, generated_at, revoked_at, revocation_reason)"
-        " VALUES ($1, 'single_upload', $2, $3, $4, $5, $6, $7, 'originals/x.pdf', 'x.pdf',"
-        " 'application/pdf', 100, $8, $9, $10, $11, $12, $13)",
+        " VALUES ($1, 'single_upload', $2, $3, $4, $5, $6, $7, gen_random_uuid(),"
+        " 'originals/x.pdf', 'x.pdf', 'application/pdf', 100, $8, $9, $10, $11, $12, $13)",
         institution_id,
         status,
         reference_id,
@@ -204,30 +204,28 @@ async def test_unknown_hides_why(client: TestClient, certificates: int) -> None:
         assert _without_variables(html, reference_id) == baseline
 
 
-@pytest.mark.parametrize(
-    "reference_id",
-    [
-        "abc",
-        VALID.lower(),
-        VALID + "0",
-        "VEC-IC-25AB",
-        "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
-        "%22%3E%3Cimg%20src=x%20onerror=alert(1)%3E",
-        "A" * 500,
-    ],
+MALFORMED = (
+    "abc",
+    VALID.lower(),
+    VALID + "0",
+    "VEC-IC-25AB",
+    "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    "%22%3E%3Cimg%20src=x%20onerror=alert(1)%3E",
+    "A" * 500,
 )
-async def test_malformed_ids_are_unknown(
-    client: TestClient, certificates: int, reference_id: str
-) -> None:
-    status, html, headers = await get_page(client, reference_id)
-    assert status == 404
-    assert headers["Content-Type"] == "text/html; charset=utf-8"
-    assert "No certificate found" in html
-    assert "<script>" not in html and "<img src=x" not in html
-    assert "A" * 41 not in html  # a long id is cut short
-    response = await client.get(f"/api/verify/{reference_id}")
-    assert response.status == 404
-    assert (await response.json())["error"] == "resource_not_found"
+
+
+async def test_malformed_ids_are_unknown(client: TestClient, certificates: int) -> None:
+    for reference_id in MALFORMED:
+        status, html, headers = await get_page(client, reference_id)
+        assert status == 404
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "No certificate found" in html
+        assert "<script>" not in html and "<img src=x" not in html
+        assert "A" * 41 not in html  # a long id is cut short
+        response = await client.get(f"/api/verify/{reference_id}")
+        assert response.status == 404
+        assert (await response.json())["error"] == "resource_not_found"
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
@@ -279,34 +277,31 @@ async def test_json_revoked(client: TestClient, certificates: int) -> None:
     assert body["data"]["revocation_reason"] == "Issued in error"
 
 
-@pytest.mark.parametrize("reference_id", [MISSING, PENDING, FAILED, PROCESSING])
-async def test_json_unknown(client: TestClient, certificates: int, reference_id: str) -> None:
-    response = await client.get(f"/api/verify/{reference_id}")
-    assert response.status == 404
-    assert response.headers["Cache-Control"] == "no-store"
-    assert await response.json() == {
-        "message": f"The requested ID {reference_id} was not found.",
-        "error": "resource_not_found",
-    }
+async def test_json_unknown(client: TestClient, certificates: int) -> None:
+    for reference_id in (MISSING, PENDING, FAILED, PROCESSING):
+        response = await client.get(f"/api/verify/{reference_id}")
+        assert response.status == 404
+        assert response.headers["Cache-Control"] == "no-store"
+        assert await response.json() == {
+            "message": f"The requested ID {reference_id} was not found.",
+            "error": "resource_not_found",
+        }
 
 
-@pytest.mark.parametrize(("name", "data"), [("qr_code.svg", QR_SVG), ("barcode.svg", BARCODE_SVG)])
-async def test_public_svg_files(
-    client: TestClient, certificates: int, name: str, data: bytes
-) -> None:
-    response = await client.get(f"/public/certificates/{VALID}/{name}")
-    assert response.status == 200
-    assert await response.read() == data
-    assert response.headers["Content-Type"] == "image/svg+xml"
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Content-Security-Policy"] == (
-        "default-src 'none'; style-src 'unsafe-inline'"
-    )
+async def test_public_svg_files(client: TestClient, certificates: int) -> None:
+    for name, data in (("qr_code.svg", QR_SVG), ("barcode.svg", BARCODE_SVG)):
+        response = await client.get(f"/public/certificates/{VALID}/{name}")
+        assert response.status == 200
+        assert await response.read() == data
+        assert response.headers["Content-Type"] == "image/svg+xml"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Content-Security-Policy"] == (
+            "default-src 'none'; style-src 'unsafe-inline'"
+        )
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
+async def test_public_svg_not_found(client: TestClient, certificates: int) -> None:
+    for path in (
         f"/public/certificates/{PENDING}/qr_code.svg",
         f"/public/certificates/{FAILED}/qr_code.svg",
         f"/public/certificates/{PROCESSING}/qr_code.svg",
@@ -314,13 +309,11 @@ async def test_public_svg_files(
         f"/public/certificates/{REVOKED}/barcode.svg",  # key set, file gone from the store
         "/public/certificates/nonsense/qr_code.svg",
         f"/public/certificates/{VALID}/original.pdf",
-    ],
-)
-async def test_public_svg_not_found(client: TestClient, certificates: int, path: str) -> None:
-    response = await client.get(path)
-    assert response.status == 404
-    assert response.headers["Content-Type"].startswith("application/json")
-    assert (await response.json())["error"] == "resource_not_found"
+    ):
+        response = await client.get(path)
+        assert response.status == 404, path
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert (await response.json())["error"] == "resource_not_found"
 
 
 async def test_revoked_certificate_keeps_its_qr_code(client: TestClient, certificates: int) -> None:
