@@ -5,14 +5,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from service import db
-from service.api import docs, health, institution, uploads, verify
+from service import db, jobs
+from service.api import (
+    batches,
+    certificates,
+    docs,
+    health,
+    institution,
+    metrics,
+    singles,
+    uploads,
+    verify,
+)
 from service.api.middleware import auth_middleware, request_middleware
 from service.auth import TokenToucher
 from service.config import Settings
 from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
-from service.resources import FILES, cpu_ctx, files_ctx
+from service.queue.wiring import workers_ctx
+from service.resources import CPU, FILES, cpu_ctx, files_ctx
 from service.uploads import sweeper_running
 
 # JSON bodies (a 10,000-entry bulk request is a few MB); uploads are streamed and capped apart.
@@ -58,6 +70,11 @@ async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def job_types(app: web.Application) -> list[jobs.JobType]:
+    deps = jobs.Deps(pool=app[POOL], files=app[FILES], cpu=app[CPU], settings=app[SETTINGS])
+    return jobs.job_types(deps)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -69,6 +86,7 @@ def create_app(
         client_max_size=MAX_JSON_BODY_BYTES,
     )
     app[SETTINGS] = settings
+    app[metrics.METRICS] = registry = CollectorRegistry()
     app.cleanup_ctx.extend(
         [
             database_ctx,
@@ -77,10 +95,13 @@ def create_app(
             files_ctx,
             cpu_ctx,
             sweeper_ctx,
+            workers_ctx(job_types, registry=registry),
             *extra_contexts,
         ]
     )
-    for module in (health, institution, uploads, verify):
+    # batches before certificates: "/certificate-vault/batches" must not match "/{uuid}"
+    modules = (health, metrics, institution, uploads, batches, certificates, singles, verify)
+    for module in modules:
         app.router.add_routes(module.routes)
     app.router.add_routes(list(extra_routes))
     docs.setup_docs(app)

@@ -16,7 +16,9 @@ from service import auth, db, logs
 from service.app import create_app
 from service.config import ConfigError, Settings
 from service.data import Connection
+from service.data import certificates as certificate_data
 from service.data import institutions as institution_data
+from service.data import recipients as recipient_data
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -136,6 +138,43 @@ async def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
+async def cmd_recipients_add(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as conn:
+        row = await recipient_data.add_recipient(conn, email=args.email, name=args.name)
+    if row is None:
+        print(f"a recipient with email {args.email} already exists", file=sys.stderr)
+        return 1
+    print(f"added recipient {row['uuid']} {row['email']}")
+    return 0
+
+
+async def cmd_recipients_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as conn:
+        rows = await recipient_data.list_recipients(conn)
+    for row in rows:
+        print(f"{row['uuid']}\t{row['email']}\t{row['name']}")
+    return 0
+
+
+async def cmd_certificates_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async with connect(settings) as conn:
+        row = await certificate_data.revoke(conn, key=args.certificate, reason=args.reason)
+    if row is None:
+        print(f"no generated certificate {args.certificate!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {row['reference_id']} ({row['uuid']})")
+    return 0
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from service import workers
+
+    if args.workers is not None:
+        settings = settings.with_overrides(workers=args.workers)
+    await workers.run_standalone(settings)
+    return 0
+
+
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from service import demo
 
@@ -172,6 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(
         func=cmd_migrate
     )
+
+    worker = sub.add_parser("worker", help="run only job workers (no HTTP)")
+    worker.add_argument("--workers", type=int, default=None, help="jobs in flight at once")
+    worker.set_defaults(func=cmd_worker)
+
+    recipients = sub.add_parser("recipients").add_subparsers(dest="action", required=True)
+    add = recipients.add_parser("add", help="register a known recipient account")
+    add.add_argument("--email", required=True)
+    add.add_argument("--name", required=True)
+    add.set_defaults(func=cmd_recipients_add)
+    recipients.add_parser("list").set_defaults(func=cmd_recipients_list)
+
+    certificates = sub.add_parser("certificates").add_subparsers(dest="action", required=True)
+    revoke_cert = certificates.add_parser("revoke", help="revoke a generated certificate")
+    revoke_cert.add_argument("certificate", help="uuid or reference id")
+    revoke_cert.add_argument("--reason", default=None)
+    revoke_cert.set_defaults(func=cmd_certificates_revoke)
 
     institutions = sub.add_parser("institutions").add_subparsers(dest="action", required=True)
     create = institutions.add_parser("create", help="register an institution")

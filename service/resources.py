@@ -6,7 +6,8 @@ import asyncio
 import multiprocessing
 import os
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import ParamSpec, TypeVar
@@ -22,7 +23,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 FILES = web.AppKey("files", FileStore)
-CPU = web.AppKey("cpu", Executor)
 
 
 def file_store(settings: Settings) -> AbstractAsyncContextManager[FileStore]:
@@ -47,22 +47,41 @@ def cpu_processes(settings: Settings) -> int:
     return settings.cpu_processes or os.cpu_count() or 1
 
 
-def open_cpu_pool(settings: Settings) -> ProcessPoolExecutor:
-    # forkserver: the workers inherit none of this process's threads, event loop or sockets.
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=cpu_processes(settings), mp_context=context)
+class CpuPool:
+    """A process pool that replaces itself when a worker dies (a hostile file can crash one)."""
+
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
+        self._executor = self._open()
+
+    def _open(self) -> ProcessPoolExecutor:
+        # forkserver: the workers inherit none of this process's threads, event loop or sockets.
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(max_workers=self._processes, mp_context=context)
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        executor = self._executor
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(executor, partial(fn, *args, **kwargs))
+        except BrokenProcessPool:
+            if self._executor is executor:
+                self._executor = self._open()
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+
+
+CPU = web.AppKey("cpu", CpuPool)
 
 
 async def cpu_ctx(app: web.Application) -> AsyncIterator[None]:
     """Validation and rendering are CPU work: a process pool keeps them off the event loop."""
-    executor = open_cpu_pool(app[SETTINGS])
-    app[CPU] = executor
+    pool = CpuPool(cpu_processes(app[SETTINGS]))
+    app[CPU] = pool
     try:
         yield
     finally:
-        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
-
-
-async def run_cpu(executor: Executor, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, partial(fn, *args, **kwargs))
+        await pool.close()

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,7 +20,7 @@ from service.files.base import FileStore, StorageError
 from service.intake.inspect import FileKind, InvalidUpload, check_declared, inspect_file
 from service.intake.names import ensure_extension
 from service.intake.spool import SpooledFile
-from service.resources import run_cpu
+from service.resources import CpuPool
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ SWEEP_BATCH = 200
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredUpload:
+    file_uuid: uuid.UUID
     file_id: str
     file_name: str
     mime_type: str
@@ -37,10 +38,10 @@ class StoredUpload:
     storage_key: str
 
 
-async def inspect_spooled(cpu: Executor, spooled: SpooledFile, *, field: str) -> FileKind:
+async def inspect_spooled(cpu: CpuPool, spooled: SpooledFile, *, field: str) -> FileKind:
     """Decide the type by the bytes and open the file fully, in the CPU pool."""
     try:
-        kind = await run_cpu(cpu, inspect_file, str(spooled.path))
+        kind = await cpu.run(inspect_file, str(spooled.path))
     except InvalidUpload as exc:
         raise errors.FieldValidationError.single(field, exc.message) from None
     problem = check_declared(kind, spooled.client_filename, spooled.declared_content_type)
@@ -93,6 +94,7 @@ async def record_upload(
             ttl_s=settings.upload_ttl_s,
         )
     return StoredUpload(
+        file_uuid=row["uuid"],
         file_id=str(row["uuid"]),
         file_name=row["file_name"],
         mime_type=row["mime_type"],
@@ -106,7 +108,7 @@ async def accept_upload(
     *,
     pool: asyncpg.Pool,
     files: FileStore,
-    cpu: Executor,
+    cpu: CpuPool,
     settings: Settings,
     institution_id: int,
     spooled: SpooledFile,
@@ -132,7 +134,7 @@ async def accept_upload(
 
 
 async def sweep_expired(pool: asyncpg.Pool, files: FileStore) -> int:
-    """Delete expired, unconsumed uploads; safe in several replicas (SKIP LOCKED)."""
+    """Delete expired uploads and their files; safe in several replicas (SKIP LOCKED)."""
     swept = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():

@@ -1,4 +1,6 @@
--- Temporary uploads: a file_id belongs to one institution, expires unused, and is consumed once.
+-- Temporary uploads: a file_id belongs to one institution and expires unused after a while.
+-- The entry that uses it deletes the row in the transaction that creates its certificate, which
+-- takes over the stored file and keeps the file_id: so a file_id is consumed once.
 
 CREATE TABLE uploads (
     id               bigint GENERATED ALWAYS AS IDENTITY,
@@ -11,18 +13,13 @@ CREATE TABLE uploads (
     sha256           text        NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now(),
     expires_at       timestamptz NOT NULL,
-    consumed_at      timestamptz,
-    -- the certificate that consumed it (a foreign key is added with the certificates table)
-    certificate_id   bigint,
     CONSTRAINT pk__uploads PRIMARY KEY (id),
     CONSTRAINT uq__uploads__uuid UNIQUE (uuid),
     CONSTRAINT fk__uploads__institution_id__institutions
-        FOREIGN KEY (institution_id) REFERENCES institutions (id) ON DELETE CASCADE,
-    CONSTRAINT ck__uploads__consumed CHECK ((consumed_at IS NULL) = (certificate_id IS NULL))
+        FOREIGN KEY (institution_id) REFERENCES institutions (id) ON DELETE CASCADE
 );
 
--- quota: the sum of an institution's unconsumed uploads
-CREATE INDEX ix__uploads__institution_id__unconsumed
-    ON uploads (institution_id) INCLUDE (size) WHERE consumed_at IS NULL;
--- the sweeper: expired, unconsumed uploads, oldest first
-CREATE INDEX ix__uploads__expires_at__unconsumed ON uploads (expires_at) WHERE consumed_at IS NULL;
+-- quota: the sum of an institution's pending uploads
+CREATE INDEX ix__uploads__institution_id ON uploads (institution_id) INCLUDE (size);
+-- the sweeper: expired uploads, oldest first
+CREATE INDEX ix__uploads__expires_at ON uploads (expires_at);

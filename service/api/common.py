@@ -14,8 +14,8 @@ from aiohttp import web
 from marshmallow import Schema
 
 from service import errors
-from service.validation import load
 from service.auth import Principal
+from service.validation import load
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -60,8 +60,12 @@ INDEX_PAGE = """<!DOCTYPE html>
 def _tidy(spec: dict[str, Any]) -> None:
     """Make apigami's output valid OpenAPI 3.0.3 and add what it cannot express."""
     for path_item in spec.get("paths", {}).values():
+        path_item.pop("head", None)  # aiohttp's automatic HEAD twin of each GET
         for operation in path_item.values():
             if isinstance(operation, dict):
+                operation.setdefault("responses", {})
+                if not operation["responses"]:
+                    operation["responses"]["200"] = {"description": "OK"}
                 operation.pop("produces", None)
                 operation.pop("consumes", None)
                 if not operation.get("security"):

@@ -12,11 +12,11 @@ UPLOAD_COLUMNS = "id, uuid, institution_id, storage_key, file_name, mime_type, s
 
 
 async def lock_institution_usage(conn: Connection, *, institution_id: int) -> int:
-    """Lock the institution row (serialises concurrent quota checks) and sum unconsumed bytes."""
+    """Lock the institution row (serialises concurrent quota checks) and sum pending bytes."""
     await conn.execute("SELECT 1 FROM institutions WHERE id = $1 FOR UPDATE", institution_id)
     used: int = await conn.fetchval(
         "SELECT coalesce(sum(size), 0) FROM uploads"
-        " WHERE institution_id = $1 AND consumed_at IS NULL AND expires_at > now()",
+        " WHERE institution_id = $1 AND expires_at > now()",
         institution_id,
     )
     return used
@@ -49,16 +49,15 @@ async def insert_upload(
     return row
 
 
-async def lock_usable_uploads(
+async def take_uploads(
     conn: Connection, *, institution_id: int, file_ids: list[uuid.UUID]
 ) -> list[asyncpg.Record]:
-    """The institution's unexpired, unconsumed uploads among ``file_ids``, locked for use."""
+    """Consume the institution's unexpired uploads among ``file_ids``: their rows are deleted
+    (the caller's transaction creates the certificates that take the files over)."""
     return list(
         await conn.fetch(
-            f"SELECT {UPLOAD_COLUMNS} FROM uploads"
-            " WHERE uuid = ANY($1::uuid[]) AND institution_id = $2"
-            " AND consumed_at IS NULL AND expires_at > now()"
-            " ORDER BY id FOR UPDATE",
+            f"DELETE FROM uploads WHERE uuid = ANY($1::uuid[]) AND institution_id = $2"
+            f" AND expires_at > now() RETURNING {UPLOAD_COLUMNS}",
             file_ids,
             institution_id,
         )
@@ -66,11 +65,10 @@ async def lock_usable_uploads(
 
 
 async def claim_expired(conn: Connection, *, limit: int) -> list[asyncpg.Record]:
-    """Expired, unconsumed uploads, locked so that other sweepers skip them."""
+    """Expired uploads, locked so that other sweepers skip them."""
     return list(
         await conn.fetch(
-            "SELECT id, storage_key FROM uploads"
-            " WHERE consumed_at IS NULL AND expires_at <= now()"
+            "SELECT id, storage_key FROM uploads WHERE expires_at <= now()"
             " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             limit,
         )

@@ -6,7 +6,7 @@ Acks and heartbeats are guarded by the fencing token: ``lease_token`` is unique 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -166,13 +166,13 @@ async def enqueue_many(
 async def claim_jobs(
     conn: Connection,
     *,
-    kinds: Sequence[str],
+    kinds: Iterable[str],
     limit: int,
     lease_s: float,
     worker_id: str,
     timeout_s: float,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(CLAIM, limit, kinds, lease_s, worker_id, timeout=timeout_s)
+    return await conn.fetch(CLAIM, limit, list(kinds), lease_s, worker_id, timeout=timeout_s)
 
 
 async def extend_leases(
@@ -223,3 +223,19 @@ async def queue_depth(conn: Connection, *, timeout_s: float) -> tuple[int, int]:
     """(ready, running) job counts."""
     rows = await conn.fetch(DEPTH, timeout=timeout_s)
     return rows[0]["ready"], rows[0]["running"]
+
+
+async def enqueue_select(conn: Connection, kind: str, ref_query: str, *args: Any) -> int:
+    """One job per row of ``ref_query`` (a trusted SELECT of ref ids), plus one notification.
+
+    For rows the same transaction just wrote: the ids never travel to the client and back.
+    ``$1`` is the kind, so the query's own parameters start at ``$2``.
+    """
+    count: int = await conn.fetchval(
+        f"WITH ins AS (INSERT INTO jobs (kind, ref_id) SELECT $1, r.id FROM ({ref_query}) AS r (id)"
+        " RETURNING 1) SELECT count(*) FROM ins",
+        kind,
+        *args,
+    )
+    await conn.execute(NOTIFY)
+    return count

@@ -1,0 +1,128 @@
+"""Shared benchmark plumbing: a private database, a service process, a token, timing stats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from service import auth, db
+from service.cli import issue_token
+from service.data import institutions as institution_data
+
+
+@contextmanager
+def private_database(dsn: str | None) -> Iterator[str]:
+    """The given DSN, or a fresh embedded PostgreSQL (durable defaults) removed afterwards."""
+    if dsn:
+        yield dsn
+        return
+    directory = Path(tempfile.mkdtemp(prefix="vault-bench-"))
+    server = db.EmbeddedPostgres(directory / "pg")
+    admin = server.start()
+    try:
+        asyncio.run(db.ensure_database(admin, "vault"))
+        yield server.dsn("vault")
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def service_process(dsn: str, data_dir: Path, *, workers: int, **env: str) -> Iterator[str]:
+    """``vault-service serve`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "VAULT_DATA_DIR": str(data_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WORKERS": str(workers),
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=environment)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(wait_ready(base))
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+async def wait_ready(base: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{base}/health/ready") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the service did not become ready")
+
+
+async def make_institution_token(dsn: str, name: str = "Bench University") -> tuple[int, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await db.migrate(conn)
+        row = await institution_data.find_institution(conn, key=name)
+        if row is None:
+            row = await institution_data.create_institution(conn, name=name, email="b@bench.test")
+        token = await issue_token(
+            conn, institution_id=row["id"], name="bench", permissions=auth.PERMISSIONS
+        )
+        return row["id"], token
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values_ms: list[float]) -> str:
+    return (
+        f"p50 {percentile(values_ms, 0.5):7.1f} ms  p95 {percentile(values_ms, 0.95):7.1f} ms"
+        f"  mean {statistics.fmean(values_ms):7.1f} ms  (n={len(values_ms)})"
+    )
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} on {os.cpu_count()} cores"

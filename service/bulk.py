@@ -1,0 +1,163 @@
+"""Bulk intake: validate every entry, then commit the batch, its certificates and their jobs
+in one transaction. All or nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from service import errors, jobs
+from service.data import Connection
+from service.data import batches as batch_data
+from service.data import certificates as certificate_data
+from service.data import uploads as upload_data
+from service.entries import load_entries
+
+UNRESOLVED_MESSAGE = "Some file_ids could not be resolved"
+DUPLICATES_MESSAGE = "Duplicate entries found"
+INVALID_MESSAGE = "The given data was invalid."
+
+Recorder = Callable[[Connection, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    batch_uuid: uuid.UUID
+    total: int
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "message": "Bulk vault upload queued for processing",
+            "data": {"batch_id": str(self.batch_uuid), "total": self.total, "status": "processing"},
+        }
+
+
+def read_entries(body: dict[str, Any], *, max_entries: int) -> list[Any]:
+    entries = body.get("entries")
+    if entries is None:
+        raise errors.FieldValidationError.single("entries", "The entries field is required.")
+    if not isinstance(entries, list):
+        raise errors.FieldValidationError.single("entries", "The entries field must be an array.")
+    if not entries:
+        raise errors.FieldValidationError.single(
+            "entries", "The entries field must have at least 1 items."
+        )
+    if len(entries) > max_entries:
+        raise errors.FieldValidationError.single(
+            "entries", f"The entries field must not have more than {max_entries} items."
+        )
+    return entries
+
+
+def duplicate_problems(entries: list[dict[str, Any]]) -> list[str]:
+    """The same file_id twice, or the same recipient, title and issue date twice."""
+    problems = []
+    by_file: dict[uuid.UUID, int] = {}
+    by_identity: dict[tuple[str, str, Any], int] = {}
+    for index, entry in enumerate(entries):
+        first = by_file.setdefault(entry["file_id"], index)
+        if first != index:
+            problems.append(
+                f"Entry {index}: file_id {entry['file_id']} is also used by entry {first}"
+            )
+        identity = (
+            entry["applicant_email"].lower(),
+            entry["certificate_title"],
+            entry["issue_date"],
+        )
+        first = by_identity.setdefault(identity, index)
+        if first != index:
+            problems.append(
+                f"Entry {index}: duplicate of entry {first} (same applicant_email,"
+                " certificate_title and issue_date)"
+            )
+    return problems
+
+
+def validate(body: dict[str, Any], *, max_entries: int) -> list[dict[str, Any]]:
+    loaded, problems = load_entries(read_entries(body, max_entries=max_entries))
+    if problems:
+        raise errors.BulkValidationError(INVALID_MESSAGE, problems)
+    duplicates = duplicate_problems(loaded)
+    if duplicates:
+        raise errors.BulkValidationError(DUPLICATES_MESSAGE, duplicates)
+    return loaded
+
+
+async def take_uploads(
+    conn: Connection, *, institution_id: int, entries: list[dict[str, Any]]
+) -> list[asyncpg.Record]:
+    """Consume each entry's upload; unknown, foreign, expired or used ones are a 422 (and the
+    transaction, rolled back, consumed nothing)."""
+    rows = await upload_data.take_uploads(
+        conn, institution_id=institution_id, file_ids=[e["file_id"] for e in entries]
+    )
+    by_uuid = {row["uuid"]: row for row in rows}
+    missing = [
+        f"Entry {index}: file_id {entry['file_id']} not found"
+        for index, entry in enumerate(entries)
+        if entry["file_id"] not in by_uuid
+    ]
+    if missing:
+        raise errors.BulkValidationError(UNRESOLVED_MESSAGE, missing)
+    return [by_uuid[entry["file_id"]] for entry in entries]
+
+
+def certificate_record(
+    entry: dict[str, Any], upload: asyncpg.Record, **owner: Any
+) -> tuple[Any, ...]:
+    """A row in ``certificate_data.COPY_COLUMNS`` order."""
+    return (
+        owner["institution_id"],
+        owner["batch_id"],
+        owner["entry_index"],
+        owner["trigger_context"],
+        entry["certificate_title"],
+        entry["full_name"],
+        entry["applicant_email"],
+        entry["issue_date"],
+        entry["details"],
+        upload["uuid"],
+        upload["storage_key"],
+        upload["file_name"],
+        upload["mime_type"],
+        upload["size"],
+        upload["sha256"],
+    )
+
+
+async def submit(
+    pool: asyncpg.Pool,
+    *,
+    institution_id: int,
+    entries: list[dict[str, Any]],
+    record_response: Recorder | None = None,
+) -> Accepted:
+    async with pool.acquire() as conn, conn.transaction():
+        uploads = await take_uploads(conn, institution_id=institution_id, entries=entries)
+        batch = await batch_data.insert_batch(
+            conn, institution_id=institution_id, total=len(entries)
+        )
+        records = [
+            certificate_record(
+                entry,
+                uploads[index],
+                institution_id=institution_id,
+                batch_id=batch["id"],
+                entry_index=index,
+                trigger_context="bulk_upload",
+            )
+            for index, entry in enumerate(entries)
+        ]
+        await certificate_data.copy_certificates(conn, records=records)
+        await certificate_data.enqueue_batch(
+            conn, batch_id=batch["id"], kind=jobs.PROCESS_CERTIFICATE
+        )
+        accepted = Accepted(batch["uuid"], len(entries))
+        if record_response is not None:
+            await record_response(conn, accepted.body())
+    return accepted

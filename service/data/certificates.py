@@ -1,0 +1,260 @@
+"""SQL for vault certificates: bulk intake, reads with filters, and status changes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from service.data import Connection
+from service.queue import store as queue_store
+
+COPY_COLUMNS = (
+    "institution_id",
+    "batch_id",
+    "entry_index",
+    "trigger_context",
+    "certificate_title",
+    "full_name",
+    "applicant_email",
+    "issue_date",
+    "details",
+    "file_id",
+    "original_key",
+    "original_name",
+    "original_mime",
+    "original_size",
+    "original_sha256",
+)
+SUMMARY_COLUMNS = (
+    "c.id, c.uuid, c.reference_id, c.certificate_title, c.full_name, c.applicant_email,"
+    " c.issue_date, c.status, c.created_at, c.updated_at"
+)
+DETAIL_COLUMNS = (
+    SUMMARY_COLUMNS + ", c.institution_id, c.details, c.trigger_context, c.qrcode_key,"
+    " c.barcode_key, c.verified_pdf_key, c.verified_pdf_size, c.verified_pdf_sha256,"
+    " c.original_key, c.original_name, c.original_mime, c.original_size, c.original_sha256,"
+    " c.assigned_at, c.error, c.generated_at, c.revoked_at, c.revocation_reason,"
+    " (SELECT bt.uuid FROM batches bt WHERE bt.id = c.batch_id) AS batch_uuid,"
+    " i.name AS institution_name, i.email AS institution_email,"
+    " i.phone_number AS institution_phone_number, i.address AS institution_address,"
+    " i.contact_person AS institution_contact_person, i.website AS institution_website"
+)
+SEARCH_EXPRESSION = (
+    "lower(coalesce(c.reference_id, '') || ' ' || c.certificate_title || ' ' || c.full_name"
+    " || ' ' || c.applicant_email)"
+)
+
+
+async def copy_certificates(conn: Connection, *, records: Sequence[tuple[Any, ...]]) -> None:
+    """Binary COPY: the fastest way in for a bulk batch (``records`` follow COPY_COLUMNS)."""
+    await conn.copy_records_to_table("certificates", records=records, columns=COPY_COLUMNS)
+
+
+async def enqueue_batch(conn: Connection, *, batch_id: int, kind: str) -> None:
+    """One job per certificate of the batch, created server-side (no ids round-trip)."""
+    await queue_store.enqueue_select(
+        conn, kind, "SELECT id FROM certificates WHERE batch_id = $2 ORDER BY id", batch_id
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListFilter:
+    institution_id: int
+    search: str | None = None
+    status: str | None = None
+    applicant_email: str | None = None
+    batch_id: uuid.UUID | None = None
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(filters: ListFilter) -> tuple[str, list[Any]]:
+    clauses = ["c.institution_id = $1"]
+    args: list[Any] = [filters.institution_id]
+    if filters.status:
+        args.append(filters.status)
+        clauses.append(f"c.status = ${len(args)}")
+    if filters.applicant_email:
+        args.append(filters.applicant_email.lower())
+        clauses.append(f"lower(c.applicant_email) = ${len(args)}")
+    if filters.batch_id:
+        args.append(filters.batch_id)
+        clauses.append(f"c.batch_id = (SELECT id FROM batches WHERE uuid = ${len(args)})")
+    if filters.search:
+        args.append(f"%{_escape_like(filters.search.lower())}%")
+        clauses.append(f"{SEARCH_EXPRESSION} LIKE ${len(args)}")
+    return " AND ".join(clauses), args
+
+
+async def list_certificates(
+    conn: Connection, *, filters: ListFilter, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    where, args = _where(filters)
+    n = len(args)
+    rows = await conn.fetch(
+        f"SELECT {SUMMARY_COLUMNS} FROM certificates c WHERE {where}"
+        f" ORDER BY c.id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(f"SELECT count(*) FROM certificates c WHERE {where}", *args)
+    return list(rows), total
+
+
+async def find_certificate(
+    conn: Connection, *, institution_id: int, certificate_uuid: uuid.UUID
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {DETAIL_COLUMNS} FROM certificates c"
+        " JOIN institutions i ON i.id = c.institution_id"
+        " WHERE c.uuid = $1 AND c.institution_id = $2",
+        certificate_uuid,
+        institution_id,
+    )
+    return row
+
+
+async def get_certificate(conn: Connection, *, certificate_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {DETAIL_COLUMNS}, c.batch_id, c.recipient_id FROM certificates c"
+        " JOIN institutions i ON i.id = c.institution_id WHERE c.id = $1",
+        certificate_id,
+    )
+    return row
+
+
+async def failed_in_batch(
+    conn: Connection, *, batch_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        f"SELECT {SUMMARY_COLUMNS}, c.entry_index, c.error FROM certificates c"
+        " WHERE c.batch_id = $1 AND c.status = 'failed' ORDER BY c.id LIMIT $2 OFFSET $3",
+        batch_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM certificates WHERE batch_id = $1 AND status = 'failed'", batch_id
+    )
+    return list(rows), total
+
+
+async def start_processing(
+    conn: Connection, *, certificate_id: int, reference_id: str
+) -> asyncpg.Record | None:
+    """Mark it processing and give it a reference id, once: a re-run keeps the first id."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE certificates c SET status = 'processing',"
+        " reference_id = coalesce(c.reference_id, $2), updated_at = now()"
+        " FROM institutions i WHERE c.id = $1 AND i.id = c.institution_id"
+        " AND c.status IN ('pending', 'processing')"
+        " RETURNING c.id, c.uuid, c.reference_id, c.original_key, c.original_mime,"
+        " c.applicant_email, i.name AS institution_name",
+        certificate_id,
+        reference_id,
+    )
+    return row
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GeneratedArtifacts:
+    qrcode_key: str
+    barcode_key: str
+    verified_pdf_key: str
+    verified_pdf_size: int
+    verified_pdf_sha256: str
+
+
+async def mark_generated(
+    conn: Connection,
+    *,
+    certificate_id: int,
+    artifacts: GeneratedArtifacts,
+    recipient_id: int | None,
+) -> asyncpg.Record | None:
+    """``processing`` → ``generated``; None when it was not processing (already done)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE certificates SET status = 'generated', qrcode_key = $2, barcode_key = $3,"
+        " verified_pdf_key = $4, verified_pdf_size = $5, verified_pdf_sha256 = $6,"
+        " recipient_id = $7, assigned_at = CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() END,"
+        " error = NULL, generated_at = now(), updated_at = now()"
+        " WHERE id = $1 AND status = 'processing'"
+        " RETURNING id, uuid, batch_id, recipient_id",
+        certificate_id,
+        artifacts.qrcode_key,
+        artifacts.barcode_key,
+        artifacts.verified_pdf_key,
+        artifacts.verified_pdf_size,
+        artifacts.verified_pdf_sha256,
+        recipient_id,
+    )
+    return row
+
+
+async def mark_failed(
+    conn: Connection, *, certificate_id: int, error: str
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE certificates SET status = 'failed', error = $2, updated_at = now()"
+        " WHERE id = $1 AND status IN ('pending', 'processing')"
+        " RETURNING id, uuid, batch_id",
+        certificate_id,
+        error[:2000],
+    )
+    return row
+
+
+async def mark_retried(
+    conn: Connection, *, institution_id: int, certificate_uuid: uuid.UUID
+) -> asyncpg.Record | None:
+    """``failed`` → ``processing``; None when it was not failed."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE certificates SET status = 'processing', error = NULL, updated_at = now()"
+        " WHERE uuid = $1 AND institution_id = $2 AND status = 'failed'"
+        " RETURNING id, uuid, batch_id",
+        certificate_uuid,
+        institution_id,
+    )
+    return row
+
+
+async def insert_certificate(
+    conn: Connection, *, record: tuple[Any, ...], status: str
+) -> asyncpg.Record:
+    """One certificate (single upload): the same columns as the bulk COPY, and a status."""
+    count = len(COPY_COLUMNS)
+    placeholders = ", ".join(f"${n}" for n in range(1, count + 2))
+    row = await conn.fetchrow(
+        f"INSERT INTO certificates ({', '.join(COPY_COLUMNS)}, status) VALUES ({placeholders})"
+        " RETURNING id, uuid",
+        *record,
+        status,
+    )
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return row
+
+
+async def find_recipient(conn: Connection, *, email: str) -> int | None:
+    recipient_id: int | None = await conn.fetchval(
+        "SELECT id FROM recipients WHERE lower(email) = lower($1)", email
+    )
+    return recipient_id
+
+
+async def revoke(conn: Connection, *, key: str, reason: str | None) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE certificates SET status = 'revoked', revoked_at = now(), revocation_reason = $2,"
+        " updated_at = now()"
+        " WHERE (uuid::text = lower($1) OR reference_id = upper($1)) AND status = 'generated'"
+        " RETURNING id, uuid, reference_id, institution_id",
+        key,
+        reason,
+    )
+    return row

@@ -1,0 +1,62 @@
+"""The recipient email job: one message per certificate, sent over SMTP or written as .eml."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.message import EmailMessage
+from functools import partial
+
+from service.data import Connection
+from service.data import emails as email_data
+from service.jobs import Deps
+from service.mail import compose, send
+from service.pipeline import mail_domain, verify_url
+from service.queue.types import Finalizer, JobContext, PermanentFailure
+
+log = logging.getLogger(__name__)
+
+
+def build_message(deps: Deps, row: dict[str, object]) -> EmailMessage:
+    base = deps.settings.base_url
+    try:
+        return compose.build_certificate_email(
+            certificate_uuid=str(row["uuid"]),
+            recipient_name=str(row["full_name"]),
+            recipient_email=str(row["applicant_email"]),
+            certificate_title=str(row["certificate_title"]),
+            institution_name=str(row["institution_name"]),
+            verify_url=verify_url(base, str(row["reference_id"])),
+            sender=deps.settings.mail_from,
+            message_id_domain=mail_domain(base),
+        )
+    except ValueError as exc:
+        raise PermanentFailure(f"The email cannot be composed: {exc}") from None
+
+
+async def deliver(deps: Deps, message: EmailMessage) -> None:
+    if deps.settings.smtp_url is None:
+        await asyncio.to_thread(send.write_eml, message, deps.settings.outbox_dir)
+        return
+    try:
+        await send.send_message(message, send.parse_smtp_url(deps.settings.smtp_url))
+    except send.MailError as exc:
+        if exc.permanent:
+            raise PermanentFailure(str(exc)) from None
+        raise
+
+
+async def send_certificate_email(deps: Deps, ctx: JobContext) -> Finalizer | None:
+    assert ctx.ref_id is not None  # email jobs always name their outbox row
+    async with deps.pool.acquire() as conn:
+        row = await email_data.load_email(conn, outbox_id=ctx.ref_id)
+    if row is None or row["status"] != "pending":
+        return None
+    await deliver(deps, build_message(deps, dict(row)))
+    return partial(email_data.mark_sent, outbox_id=ctx.ref_id)
+
+
+async def email_failed(conn: Connection, ctx: JobContext, error: str) -> None:
+    assert ctx.ref_id is not None
+    log.warning("email %s failed: %s", ctx.ref_id, error)
+    await email_data.mark_failed(conn, outbox_id=ctx.ref_id, error=error)

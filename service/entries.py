@@ -1,0 +1,197 @@
+"""The rules for a certificate entry: marshmallow schemas (the documented contract) and a fast
+path for valid bulk bodies.
+
+marshmallow takes 350-650 ms to load 10,000 entries on our machine, more than the bulk
+endpoint's whole budget. ``fast_load`` applies the same rules in a plain loop; at the first
+doubt it gives up and the schema produces the errors, so messages always come from one place.
+Tests check that both agree on valid and invalid entries.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from service.validation import flatten
+
+TITLE_MAX = 255
+NAME_MAX = 255
+EMAIL_MAX = 255
+DETAILS_MAX = 1000
+UUID_PATTERN = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
+)
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+EMAIL_VALIDATOR = validate.Email()
+
+
+class Text(fields.String):
+    """Trimmed text; a blank value counts as absent (Laravel trims input and nulls blanks)."""
+
+    def deserialize(
+        self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any
+    ) -> Any:
+        if isinstance(value, str) and not value.strip():
+            # decided before the validators run: they never see a blank optional value
+            if self.required:
+                raise self.make_error("required")
+            return None
+        return super().deserialize(value, attr, data, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return str(super()._deserialize(value, attr, data, **kwargs)).strip()
+
+
+class CanonicalUUID(fields.UUID):
+    """Only the dashed 36-character form, as Laravel's ``uuid`` rule."""
+
+    def _validated(self, value: Any) -> uuid.UUID | None:
+        if isinstance(value, str) and not UUID_PATTERN.match(value):
+            raise self.make_error("invalid_uuid")
+        return super()._validated(value)
+
+
+class IsoDate(fields.Date):
+    """Only ``YYYY-MM-DD``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not DATE_PATTERN.match(value):
+            raise self.make_error("invalid")
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
+
+
+class EntrySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # extra fields (status, institution_id, ...) are ignored, never applied
+
+    certificate_title = Text(
+        required=True,
+        validate=validate.Length(max=TITLE_MAX),
+        metadata={
+            "description": "Title of the certificate",
+            "example": "Certificate of Achievement",
+        },
+    )
+    full_name = Text(
+        required=True,
+        validate=validate.Length(max=NAME_MAX),
+        metadata={"description": "Full name of the certificate recipient", "example": "John Smith"},
+    )
+    applicant_email = Text(
+        required=True,
+        validate=[EMAIL_VALIDATOR, validate.Length(max=EMAIL_MAX)],
+        metadata={
+            "format": "email",
+            "description": "Email address of the certificate recipient",
+            "example": "john@example.com",
+        },
+    )
+    file_id = CanonicalUUID(
+        required=True,
+        metadata={
+            "description": "UUID returned by the /upload-file endpoint",
+            "example": "9e3b101f-c264-4f97-945f-20dfa7163768",
+        },
+    )
+    issue_date = IsoDate(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Issue date of the certificate", "example": "2025-06-01"},
+    )
+    details = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=DETAILS_MAX),
+        metadata={
+            "description": "Additional details about the certificate",
+            "example": "Awarded for outstanding performance",
+        },
+    )
+
+
+ENTRY_SCHEMA = EntrySchema()
+
+
+def _text(value: Any, limit: int, *, required: bool) -> str | None:
+    """The trimmed text, or raise LookupError when the schema must judge it."""
+    if value is None and not required:
+        return None
+    if type(value) is not str:
+        raise LookupError
+    text = value.strip()
+    if (not text and required) or len(text) > limit:
+        raise LookupError
+    return text or None
+
+
+def _fast_entry(entry: Any) -> dict[str, Any]:
+    if type(entry) is not dict:
+        raise LookupError
+    email = _text(entry.get("applicant_email"), EMAIL_MAX, required=True)
+    try:
+        EMAIL_VALIDATOR(email or "")
+    except ValidationError:
+        raise LookupError from None
+    file_id = entry.get("file_id")
+    if type(file_id) is not str or not UUID_PATTERN.match(file_id):
+        raise LookupError
+    issue_date = entry.get("issue_date")
+    if issue_date is not None:
+        if type(issue_date) is not str or not DATE_PATTERN.match(issue_date):
+            raise LookupError
+        try:
+            issue_date = date.fromisoformat(issue_date)
+        except ValueError:
+            raise LookupError from None
+    return {
+        "certificate_title": _text(entry.get("certificate_title"), TITLE_MAX, required=True),
+        "full_name": _text(entry.get("full_name"), NAME_MAX, required=True),
+        "applicant_email": email,
+        "file_id": uuid.UUID(file_id),
+        "issue_date": issue_date,
+        "details": _text(entry.get("details"), DETAILS_MAX, required=False),
+    }
+
+
+def fast_load(entries: list[Any]) -> list[dict[str, Any]] | None:
+    """All entries loaded, or None as soon as one needs the schema's judgement."""
+    try:
+        return [_fast_entry(entry) for entry in entries]
+    except LookupError:
+        return None
+
+
+def entry_problems(index: int, entry: Any) -> list[str]:
+    """The schema's messages for one entry, as ``Entry N: ...`` lines."""
+    if not isinstance(entry, dict):
+        return [f"Entry {index}: The entry must be an object."]
+    try:
+        ENTRY_SCHEMA.load(entry)
+    except ValidationError as exc:
+        return [
+            f"Entry {index}: {message}"
+            for messages in flatten(exc.messages).values()
+            for message in messages
+        ]
+    return []
+
+
+def load_entries(entries: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(loaded entries, problems): the fast path first, the schema when anything is off."""
+    loaded = fast_load(entries)
+    if loaded is not None:
+        return loaded, []
+    problems = [
+        line for index, entry in enumerate(entries) for line in entry_problems(index, entry)
+    ]
+    if problems:
+        return [], problems
+    # The fast path is stricter than needed only if the schema finds nothing: trust the schema.
+    return [ENTRY_SCHEMA.load(entry) for entry in entries], []

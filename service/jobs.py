@@ -1,0 +1,66 @@
+"""The service's job types: what the engine runs, and how the domain enqueues them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import asyncpg
+from aiohttp import web
+
+from service.config import Settings
+from service.data import Connection
+from service.files.base import FileStore
+from service.queue import store as queue_store
+from service.queue.types import JobType
+
+__all__ = ["Deps", "JobType", "job_types", "wake_workers"]
+from service.queue.wiring import ENGINE
+from service.resources import CpuPool
+
+PROCESS_CERTIFICATE = "certificate.process"
+SEND_EMAIL = "email.send"
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """What the job handlers need; built from the app's resources."""
+
+    pool: asyncpg.Pool
+    files: FileStore
+    cpu: CpuPool
+    settings: Settings
+
+
+async def enqueue_processing(conn: Connection, *, certificate_ids: Sequence[int]) -> None:
+    await queue_store.enqueue_many(conn, PROCESS_CERTIFICATE, ref_ids=certificate_ids)
+
+
+async def enqueue_email(conn: Connection, *, outbox_id: int) -> None:
+    await queue_store.enqueue(conn, SEND_EMAIL, ref_id=outbox_id)
+
+
+def job_types(deps: Deps) -> list[JobType]:
+    from service import emails, pipeline
+
+    return [
+        JobType(
+            PROCESS_CERTIFICATE,
+            partial(pipeline.process_certificate, deps),
+            on_exhausted=pipeline.certificate_failed,
+        ),
+        JobType(
+            SEND_EMAIL,
+            partial(emails.send_certificate_email, deps),
+            on_exhausted=emails.email_failed,
+            max_attempts=8,
+        ),
+    ]
+
+
+def wake_workers(app: web.Application) -> None:
+    """After committing new jobs: wake this process's engine at once (NOTIFY wakes the rest)."""
+    engine = app.get(ENGINE)
+    if engine is not None:
+        engine.notify_local()

@@ -1,0 +1,155 @@
+"""Processing one certificate: reference id, QR code and barcode, verified PDF, recipient.
+
+Heavy work happens outside any transaction; the effects (``generated``, the outbox row, the
+batch counters) are written by the finalizer, inside the job engine's guarded transaction,
+so a re-run after a crash produces no second email and no double count. Artifacts go to keys
+derived from the certificate, so a re-run overwrites rather than duplicates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from service.artifacts import ArtifactError, Artifacts, new_reference_id, render_artifacts
+from service.data import Connection
+from service.data import batches as batch_data
+from service.data import certificates as certificate_data
+from service.data import emails as email_data
+from service.files.base import FileMissing, StorageError
+from service.jobs import Deps, enqueue_email
+from service.mail.compose import certificate_message_id
+from service.queue.types import Finalizer, JobContext, PermanentFailure
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ID_TRIES = 3
+
+
+def artifact_keys(certificate_uuid: str) -> tuple[str, str, str]:
+    base = f"certificates/{certificate_uuid}"
+    return f"{base}/qr_code.svg", f"{base}/barcode.svg", f"{base}/verified_certificate.pdf"
+
+
+def verify_url(base_url: str, reference_id: str) -> str:
+    return f"{base_url}/verify/{reference_id}"
+
+
+def mail_domain(base_url: str) -> str:
+    return urlsplit(base_url).hostname or "vault.localhost"
+
+
+async def start(deps: Deps, certificate_id: int) -> asyncpg.Record | None:
+    """Processing, with a reference id (a fresh random one collides with odds ~1e-9)."""
+    for _ in range(REFERENCE_ID_TRIES):
+        try:
+            async with deps.pool.acquire() as conn:
+                return await certificate_data.start_processing(
+                    conn, certificate_id=certificate_id, reference_id=new_reference_id()
+                )
+        except asyncpg.UniqueViolationError:
+            continue
+    raise RuntimeError("could not assign a unique reference id")
+
+
+async def load_original(deps: Deps, key: str) -> bytes:
+    try:
+        return await deps.files.get_bytes(key)
+    except FileMissing:
+        raise PermanentFailure("The original file is missing from storage.") from None
+    except StorageError as exc:
+        raise RuntimeError(f"Storage unavailable: {exc}") from None
+
+
+async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Artifacts:
+    try:
+        return await deps.cpu.run(
+            render_artifacts,
+            original,
+            certificate["original_mime"],
+            reference_id=certificate["reference_id"],
+            verify_url=verify_url(deps.settings.base_url, certificate["reference_id"]),
+            institution_name=certificate["institution_name"],
+        )
+    except ArtifactError as exc:
+        raise PermanentFailure(str(exc)) from None
+
+
+async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> certificate_data.GeneratedArtifacts:
+    qr_key, barcode_key, pdf_key = artifact_keys(uuid)
+    try:
+        await asyncio.gather(
+            deps.files.put_bytes(qr_key, artifacts.qr_svg, "image/svg+xml"),
+            deps.files.put_bytes(barcode_key, artifacts.barcode_svg, "image/svg+xml"),
+            deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf"),
+        )
+    except StorageError as exc:
+        raise RuntimeError(f"Storage unavailable: {exc}") from None
+    return certificate_data.GeneratedArtifacts(
+        qrcode_key=qr_key,
+        barcode_key=barcode_key,
+        verified_pdf_key=pdf_key,
+        verified_pdf_size=len(artifacts.verified_pdf),
+        verified_pdf_sha256=artifacts.verified_pdf_sha256,
+    )
+
+
+async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
+    assert ctx.ref_id is not None  # processing jobs always name their certificate
+    certificate = await start(deps, ctx.ref_id)
+    if certificate is None:
+        return None  # no longer pending or processing (generated, revoked): nothing to do
+    original = await load_original(deps, certificate["original_key"])
+    artifacts = await render(deps, certificate, original)
+    generated = await store(deps, str(certificate["uuid"]), artifacts)
+    async with deps.pool.acquire() as conn:
+        recipient_id = await certificate_data.find_recipient(
+            conn, email=certificate["applicant_email"]
+        )
+    message_id = certificate_message_id(
+        str(certificate["uuid"]), mail_domain(deps.settings.base_url)
+    )
+    return partial(
+        finalize_generated,
+        certificate_id=ctx.ref_id,
+        artifacts=generated,
+        recipient_id=recipient_id,
+        message_id=message_id,
+    )
+
+
+async def finalize_generated(
+    conn: Connection,
+    *,
+    certificate_id: int,
+    artifacts: certificate_data.GeneratedArtifacts,
+    recipient_id: int | None,
+    message_id: str,
+) -> None:
+    row = await certificate_data.mark_generated(
+        conn, certificate_id=certificate_id, artifacts=artifacts, recipient_id=recipient_id
+    )
+    if row is None:
+        return
+    if recipient_id is None:
+        outbox_id = await email_data.add_to_outbox(
+            conn, certificate_id=certificate_id, message_id=message_id
+        )
+        if outbox_id is not None:
+            await enqueue_email(conn, outbox_id=outbox_id)
+    if row["batch_id"] is not None:
+        await batch_data.count_outcome(conn, batch_id=row["batch_id"], generated=1)
+
+
+async def certificate_failed(conn: Connection, ctx: JobContext, error: str) -> None:
+    assert ctx.ref_id is not None
+    row = await certificate_data.mark_failed(conn, certificate_id=ctx.ref_id, error=error)
+    if row is None:
+        return
+    log.warning("certificate %s failed: %s", row["uuid"], error)
+    if row["batch_id"] is not None:
+        await batch_data.count_outcome(conn, batch_id=row["batch_id"], failed=1)

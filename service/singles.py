@@ -1,0 +1,60 @@
+"""One certificate at a time: the single upload and the retry of a failed certificate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from service import errors, jobs
+from service.bulk import certificate_record
+from service.data import batches as batch_data
+from service.data import certificates as certificate_data
+from service.data import uploads as upload_data
+
+NOT_FAILED = "Only failed vault certificates can be retried"
+
+
+async def retry(
+    pool: asyncpg.Pool, *, institution_id: int, certificate_uuid: uuid.UUID, raw_id: str
+) -> None:
+    """``failed`` → ``processing`` and a new job, in one transaction; 422 from other states."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await certificate_data.mark_retried(
+            conn, institution_id=institution_id, certificate_uuid=certificate_uuid
+        )
+        if row is None:
+            exists = await certificate_data.find_certificate(
+                conn, institution_id=institution_id, certificate_uuid=certificate_uuid
+            )
+            if exists is None:
+                raise errors.NotFound(raw_id)
+            raise errors.Unprocessable(NOT_FAILED)
+        if row["batch_id"] is not None:
+            await batch_data.count_outcome(conn, batch_id=row["batch_id"], failed=-1)
+        await jobs.enqueue_processing(conn, certificate_ids=[row["id"]])
+
+
+async def create_single(
+    pool: asyncpg.Pool, *, institution_id: int, entry: dict[str, Any], upload_id: uuid.UUID
+) -> uuid.UUID:
+    """A certificate from an upload just stored, through the same pipeline as bulk entries."""
+    async with pool.acquire() as conn, conn.transaction():
+        (upload,) = await upload_data.take_uploads(
+            conn, institution_id=institution_id, file_ids=[upload_id]
+        )
+        record = certificate_record(
+            entry,
+            upload,
+            institution_id=institution_id,
+            batch_id=None,
+            entry_index=None,
+            trigger_context="single_upload",
+        )
+        created = await certificate_data.insert_certificate(
+            conn, record=record, status="processing"
+        )
+        await jobs.enqueue_processing(conn, certificate_ids=[created["id"]])
+    certificate_uuid: uuid.UUID = created["uuid"]
+    return certificate_uuid

@@ -1,0 +1,38 @@
+"""``vault-service worker``: the job engine without the HTTP API, with the same resources."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from service import db, jobs
+from service.config import Settings
+from service.queue.wiring import run_worker, stop_on_signals
+from service.resources import CpuPool, cpu_processes, file_store
+
+log = logging.getLogger(__name__)
+
+
+async def run_standalone(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then drain in-flight jobs and stop."""
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    async with db.database_url(settings.database_url, settings.data_dir) as dsn:
+        pool = await db.create_pool(
+            dsn,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            timeout_s=settings.db_command_timeout_s,
+        )
+        cpu = CpuPool(cpu_processes(settings))
+        try:
+            if settings.migrate_on_start:
+                async with pool.acquire() as conn:
+                    await db.migrate(conn)
+            async with file_store(settings) as files:
+                deps = jobs.Deps(pool=pool, files=files, cpu=cpu, settings=settings)
+                log.info("worker started: %d jobs in flight at most", settings.workers)
+                await run_worker(settings, dsn, jobs.job_types(deps), stop, pool=pool)
+        finally:
+            await cpu.close()
+            await pool.close()

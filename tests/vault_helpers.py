@@ -1,0 +1,73 @@
+"""Helpers shared by the vault tests: uploads, bulk bodies, waiting for the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import bearer
+from tests.samples import make_pdf
+
+UPLOAD_URL = "/business/certificate-vault/upload-file"
+BULK_URL = "/business/certificate-vault/bulk"
+
+
+async def upload(
+    client: TestClient, token: str, data: bytes | None = None, name: str = "c.pdf"
+) -> str:
+    form = aiohttp.FormData()
+    form.add_field("file", io.BytesIO(data or make_pdf()), filename=name)
+    response = await client.post(UPLOAD_URL, data=form, headers=bearer(token))
+    assert response.status == 201, await response.text()
+    file_id: str = (await response.json())["data"]["file_id"]
+    return file_id
+
+
+async def fake_uploads(conn: asyncpg.Connection, *, institution_id: int, count: int) -> list[str]:
+    """Upload rows without files, for tests that never reach processing."""
+    rows = await conn.fetch(
+        "INSERT INTO uploads (institution_id, storage_key, file_name, mime_type, size, sha256,"
+        " expires_at) SELECT $1, 'uploads/fake/' || g || '.pdf', 'c' || g || '.pdf',"
+        " 'application/pdf', 1000, repeat('0', 64), now() + interval '1 day'"
+        " FROM generate_series(1, $2) g RETURNING uuid",
+        institution_id,
+        count,
+    )
+    return [str(r["uuid"]) for r in rows]
+
+
+def entry(file_id: str, n: int = 0, **overrides: Any) -> dict[str, Any]:
+    return {
+        "certificate_title": f"Certificate of Achievement {n}",
+        "full_name": f"Student {n}",
+        "applicant_email": f"student{n}@example.com",
+        "file_id": file_id,
+        "issue_date": "2025-06-01",
+        "details": "Awarded for outstanding performance",
+        **overrides,
+    }
+
+
+async def institution_id(conn: asyncpg.Connection, name: str = "Alpha University") -> int:
+    value: int = await conn.fetchval("SELECT id FROM institutions WHERE name = $1", name)
+    return value
+
+
+async def wait_for_batch(
+    client: TestClient, token: str, batch_id: str, *, timeout_s: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = await client.get(
+            f"/business/certificate-vault/batches/{batch_id}", headers=bearer(token)
+        )
+        batch: dict[str, Any] = (await response.json())["data"]
+        if batch["status"] != "processing" or time.monotonic() > deadline:
+            return batch
+        await asyncio.sleep(0.2)
