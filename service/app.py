@@ -23,9 +23,9 @@ from service.api.middleware import auth_middleware, request_middleware
 from service.auth import TokenToucher
 from service.config import Settings
 from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
+from service.maintenance import maintenance_ctx
 from service.queue.wiring import workers_ctx
 from service.resources import CPU, FILES, cpu_ctx, files_ctx
-from service.uploads import sweeper_running
 
 # JSON bodies (a 10,000-entry bulk request is a few MB); uploads are streamed and capped apart.
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
@@ -64,12 +64,6 @@ async def token_toucher_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
-    interval_s = app[SETTINGS].upload_sweep_interval_s
-    async with sweeper_running(app[POOL], app[FILES], interval_s):
-        yield
-
-
 def job_types(app: web.Application) -> list[jobs.JobType]:
     deps = jobs.Deps(pool=app[POOL], files=app[FILES], cpu=app[CPU], settings=app[SETTINGS])
     return jobs.job_types(deps)
@@ -94,7 +88,7 @@ def create_app(
             token_toucher_ctx,
             files_ctx,
             cpu_ctx,
-            sweeper_ctx,
+            maintenance_ctx,
             workers_ctx(job_types, registry=registry),
             *extra_contexts,
         ]

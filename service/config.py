@@ -128,7 +128,7 @@ class Settings:
     max_upload_bytes: int = env("MAX_UPLOAD_BYTES", _int(1024, 1024 * MIB), default=20 * MIB)
     upload_ttl_s: int = env("UPLOAD_TTL_S", _int(60, 30 * 86400), default=86400)
     upload_quota_bytes: int = env("UPLOAD_QUOTA_BYTES", _int(MIB, 2**50), default=20 * 1024 * MIB)
-    upload_sweep_interval_s: float = env("UPLOAD_SWEEP_INTERVAL_S", _float(1, 86400), default=300.0)
+    maintenance_interval_s: float = env("MAINTENANCE_INTERVAL_S", _float(1, 86400), default=60.0)
     max_bulk_entries: int = env("MAX_BULK_ENTRIES", _int(1, 100_000), default=10_000)
     # Workers and the job engine
     workers: int = env("WORKERS", _int(0, 256), default=8)
@@ -147,6 +147,9 @@ class Settings:
     # Rate limits (requests per minute)
     rate_limit_per_token: int = env("RATE_LIMIT_PER_TOKEN", _int(0, 10**7), default=1200)
     rate_limit_public_per_ip: int = env("RATE_LIMIT_PUBLIC_PER_IP", _int(0, 10**7), default=60)
+    rate_limit_auth_failures_per_ip: int = env(
+        "RATE_LIMIT_AUTH_FAILURES_PER_IP", _int(0, 10**7), default=30
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

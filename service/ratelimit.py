@@ -92,32 +92,13 @@ async def limit_public(conn: Connection, *, remote: str | None, per_minute: int)
     )
 
 
-async def check_failed_auth(
+async def limit_failed_auth(
     conn: Connection, *, remote: str | None, per_minute: int = FAILED_AUTH_PER_MINUTE
 ) -> None:
-    """Before a token is looked up: 429 if this address already failed too often this minute.
-
-    A read only, so callers with good tokens are never counted.
-    """
-    if per_minute == 0:
-        return
-    hits, reset_s = await ratelimit_data.peek_hits(
-        conn, bucket=FAILED_AUTH_BUCKET, subject=client_subject(remote), window_s=WINDOW_S
-    )
-    if hits >= per_minute:
-        raise errors.RateLimited(reset_s)
-
-
-async def record_failed_auth(
-    conn: Connection, *, remote: str | None, per_minute: int = FAILED_AUTH_PER_MINUTE
-) -> None:
-    """After a bearer token did not resolve: count the failure (the answer stays 401)."""
-    await hit(
-        conn,
-        bucket=FAILED_AUTH_BUCKET,
-        subject=client_subject(remote),
-        limit=per_minute,
-        window_s=WINDOW_S,
+    """After a bearer token did not resolve: count the failure, and answer 429 instead of 401
+    once the address failed too often this minute. Good tokens are never counted or slowed."""
+    await enforce(
+        conn, bucket=FAILED_AUTH_BUCKET, subject=client_subject(remote), limit=per_minute
     )
 
 

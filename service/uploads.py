@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -145,27 +143,3 @@ async def sweep_expired(pool: asyncpg.Pool, files: FileStore) -> int:
         swept += len(rows)
         if len(rows) < SWEEP_BATCH:
             return swept
-
-
-async def run_sweeper(pool: asyncpg.Pool, files: FileStore, interval_s: float) -> None:
-    while True:
-        try:
-            swept = await sweep_expired(pool, files)
-            if swept:
-                log.info("swept %d expired uploads", swept)
-        except (OSError, StorageError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("upload sweep failed, will retry: %s", exc)
-        await asyncio.sleep(interval_s)
-
-
-@contextlib.asynccontextmanager
-async def sweeper_running(
-    pool: asyncpg.Pool, files: FileStore, interval_s: float
-) -> AsyncIterator[None]:
-    task = asyncio.create_task(run_sweeper(pool, files, interval_s), name="upload-sweeper")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

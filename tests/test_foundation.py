@@ -187,3 +187,32 @@ async def test_ready_is_503_when_migrations_are_pending(
     assert response.status == 503
     assert (await response.json())["error_code"] == "SERVICE_UNAVAILABLE"
     await asyncio.sleep(0)
+
+
+async def test_failed_authentication_is_rate_limited_per_address(
+    settings: Settings, aiohttp_client: object, make_token: TokenFactory
+) -> None:
+    limited = settings.with_overrides(rate_limit_auth_failures_per_ip=3)
+    client = await aiohttp_client(create_app(limited))  # type: ignore[operator]
+    good = await make_token("all")
+    for _ in range(3):
+        response = await client.get("/business/institution", headers=bearer("vlt_guess"))
+        assert response.status == 401
+    refused = await client.get("/business/institution", headers=bearer("vlt_guess"))
+    assert refused.status == 429
+    assert await refused.json() == {"message": "Too many requests"}
+    assert int(refused.headers["Retry-After"]) >= 1
+    # a valid token is never slowed down by the failures of others
+    assert (await client.get("/business/institution", headers=bearer(good))).status == 200
+
+
+async def test_business_api_is_rate_limited_per_token(
+    settings: Settings, aiohttp_client: object, make_token: TokenFactory
+) -> None:
+    client = await aiohttp_client(create_app(settings.with_overrides(rate_limit_per_token=2)))  # type: ignore[operator]
+    first, second = await make_token("all"), await make_token("all")
+    statuses = [
+        (await client.get("/business/institution", headers=bearer(first))).status for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    assert (await client.get("/business/institution", headers=bearer(second))).status == 200

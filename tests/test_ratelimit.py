@@ -139,22 +139,20 @@ async def test_counter_stops_at_limit_plus_one(conn: asyncpg.Connection) -> None
 async def test_failed_auth_limit(conn: asyncpg.Connection) -> None:
     address = "203.0.113.7"
     for _ in range(3):
-        await ratelimit.check_failed_auth(conn, remote=address, per_minute=3)
-        await ratelimit.record_failed_auth(conn, remote=address, per_minute=3)
+        await ratelimit.limit_failed_auth(conn, remote=address, per_minute=3)
     with pytest.raises(errors.RateLimited) as refused:
-        await ratelimit.check_failed_auth(conn, remote=address, per_minute=3)
+        await ratelimit.limit_failed_auth(conn, remote=address, per_minute=3)
     assert 1 <= refused.value.retry_after_s <= 60
     assert refused.value.body() == {"message": "Too many requests"}
-    await ratelimit.check_failed_auth(conn, remote="203.0.113.8", per_minute=3)
-    await ratelimit.check_failed_auth(conn, remote=address, per_minute=0)
+    await ratelimit.limit_failed_auth(conn, remote="203.0.113.8", per_minute=3)
+    await ratelimit.limit_failed_auth(conn, remote=address, per_minute=0)
 
 
 async def test_failed_auth_default_is_30_per_minute(conn: asyncpg.Connection) -> None:
     for _ in range(ratelimit.FAILED_AUTH_PER_MINUTE):
-        await ratelimit.check_failed_auth(conn, remote="::1")
-        await ratelimit.record_failed_auth(conn, remote="::1")
+        await ratelimit.limit_failed_auth(conn, remote="::1")
     with pytest.raises(errors.RateLimited):
-        await ratelimit.check_failed_auth(conn, remote="::1")
+        await ratelimit.limit_failed_auth(conn, remote="::1")
 
 
 async def test_token_limit(conn: asyncpg.Connection) -> None:

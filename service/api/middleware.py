@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import MatchInfoError
 
-from service import auth, errors
+from service import auth, errors, ratelimit
 from service.api.common import PRINCIPAL, REQUEST_ID, json_response
-from service.keys import POOL, TOKEN_TOUCHER
+from service.keys import POOL, SETTINGS, TOKEN_TOUCHER
 
 log = logging.getLogger("service.http")
 access_log = logging.getLogger("service.access")
@@ -68,6 +68,9 @@ async def _handle(request: web.Request, handler: Handler, request_id: str) -> we
         if exc.status < 400:
             raise
         return error_response(_from_http_exception(request, exc), request_id)
+    except ConnectionResetError:
+        log.info("client went away request_id=%s", request_id)
+        return error_response(errors.ServiceError("Client closed the connection."), request_id)
     except DATABASE_UNAVAILABLE as exc:
         log.warning("database unavailable: %r request_id=%s", exc, request_id)
         return error_response(errors.ServiceUnavailable(), request_id)
@@ -116,10 +119,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     token = auth.parse_bearer(request.headers.get("Authorization"))
     if token is None:
         raise errors.Unauthorized()
+    settings = request.app[SETTINGS]
     async with request.app[POOL].acquire() as conn:
         found = await auth.authenticate(conn, token)
-    if found is None:
-        raise errors.Unauthorized()
+        if found is None:
+            # a guessing client gets 429 once it failed too often, and 401 until then
+            await ratelimit.limit_failed_auth(
+                conn, remote=request.remote, per_minute=settings.rate_limit_auth_failures_per_ip
+            )
+            raise errors.Unauthorized()
+        await ratelimit.limit_token(
+            conn, token_id=found[0].token_id, per_minute=settings.rate_limit_per_token
+        )
     principal, touch_due = found
     if touch_due:
         request.app[TOKEN_TOUCHER].touch(principal.token_id)

@@ -25,13 +25,6 @@ HIT = (
     " ceil(extract(epoch FROM r.expires_at - (SELECT w.at FROM w)))::int AS reset_s"
 )
 
-PEEK = (
-    f"WITH w AS ({_WINDOW})"
-    " SELECT r.hits, ceil(extract(epoch FROM r.expires_at - w.at))::int AS reset_s"
-    " FROM rate_limits r JOIN w ON r.window_start = w.start"
-    " WHERE r.bucket = $1 AND r.subject = $2"
-)
-
 # In batches, so a purge after a long pause never holds one huge delete.
 PURGE = (
     "DELETE FROM rate_limits WHERE ctid = ANY(ARRAY("
@@ -52,16 +45,6 @@ async def add_hit(
     """Count one hit in the current window; return (hits so far, seconds until the window ends)."""
     row = await conn.fetchrow(HIT, bucket, subject, window_s, at, cap)
     assert row is not None  # INSERT ... ON CONFLICT DO UPDATE always returns the row
-    return int(row["hits"]), int(row["reset_s"])
-
-
-async def peek_hits(
-    conn: Connection, *, bucket: str, subject: str, window_s: int, at: datetime | None = None
-) -> tuple[int, int]:
-    """Hits so far in the current window (0 if none) and seconds until it ends (0 if none)."""
-    row = await conn.fetchrow(PEEK, bucket, subject, window_s, at)
-    if row is None:
-        return 0, 0
     return int(row["hits"]), int(row["reset_s"])
 
 
