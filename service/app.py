@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +19,7 @@ from service.api import (
     singles,
     uploads,
     verify,
+    webhooks,
 )
 from service.api.middleware import auth_middleware, request_middleware
 from service.auth import TokenToucher
@@ -26,11 +28,13 @@ from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
 from service.maintenance import maintenance_ctx
 from service.queue.wiring import workers_ctx
 from service.resources import CPU, FILES, cpu_ctx, files_ctx
+from service.webhooks.ssrf import make_client_session
 
 # JSON bodies (a 10,000-entry bulk request is a few MB); uploads are streamed and capped apart.
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+WEBHOOK_HTTP = web.AppKey("webhook_http", aiohttp.ClientSession)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -64,8 +68,24 @@ async def token_toucher_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def webhook_http_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = make_client_session(
+        allow_private=settings.webhooks_allow_private, timeout_s=settings.webhook_timeout_s
+    )
+    async with session:
+        app[WEBHOOK_HTTP] = session
+        yield
+
+
 def job_types(app: web.Application) -> list[jobs.JobType]:
-    deps = jobs.Deps(pool=app[POOL], files=app[FILES], cpu=app[CPU], settings=app[SETTINGS])
+    deps = jobs.Deps(
+        pool=app[POOL],
+        files=app[FILES],
+        cpu=app[CPU],
+        settings=app[SETTINGS],
+        http=app[WEBHOOK_HTTP],
+    )
     return jobs.job_types(deps)
 
 
@@ -89,12 +109,23 @@ def create_app(
             files_ctx,
             cpu_ctx,
             maintenance_ctx,
+            webhook_http_ctx,
             workers_ctx(job_types, registry=registry),
             *extra_contexts,
         ]
     )
     # batches before certificates: "/certificate-vault/batches" must not match "/{uuid}"
-    modules = (health, metrics, institution, uploads, batches, certificates, singles, verify)
+    modules = (
+        health,
+        metrics,
+        institution,
+        uploads,
+        batches,
+        certificates,
+        singles,
+        verify,
+        webhooks,
+    )
     for module in modules:
         app.router.add_routes(module.routes)
     app.router.add_routes(list(extra_routes))

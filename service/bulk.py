@@ -16,6 +16,7 @@ from service.data import batches as batch_data
 from service.data import certificates as certificate_data
 from service.data import uploads as upload_data
 from service.entries import load_entries
+from service.webhooks import events
 
 UNRESOLVED_MESSAGE = "Some file_ids could not be resolved"
 DUPLICATES_MESSAGE = "Duplicate entries found"
@@ -157,6 +158,7 @@ async def submit(
         await certificate_data.enqueue_batch(
             conn, batch_id=batch["id"], kind=jobs.PROCESS_CERTIFICATE
         )
+        await events.emit_batch_created(conn, institution_id=institution_id, batch_id=batch["id"])
         accepted = Accepted(batch["uuid"], len(entries))
         if record_response is not None:
             await record_response(conn, accepted.body())

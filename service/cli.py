@@ -19,6 +19,7 @@ from service.data import Connection
 from service.data import certificates as certificate_data
 from service.data import institutions as institution_data
 from service.data import recipients as recipient_data
+from service.webhooks import events
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -157,8 +158,12 @@ async def cmd_recipients_list(args: argparse.Namespace, settings: Settings) -> i
 
 
 async def cmd_certificates_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    async with connect(settings) as conn:
+    async with connect(settings) as conn, conn.transaction():
         row = await certificate_data.revoke(conn, key=args.certificate, reason=args.reason)
+        if row is not None:
+            await events.emit_certificate(
+                conn, certificate_id=row["id"], event=events.REVOKED, base_url=settings.base_url
+            )
     if row is None:
         print(f"no generated certificate {args.certificate!r}", file=sys.stderr)
         return 1

@@ -86,6 +86,16 @@ def _smtp_url(raw: str) -> str:
     return raw
 
 
+def _seconds_list(raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ValueError("must be whole seconds separated by commas, e.g. 10,60,600") from None
+    if not 1 <= len(values) <= 50 or not all(1 <= value <= 7 * 86400 for value in values):
+        raise ValueError("must list 1 to 50 delays, each between 1 and 604800 seconds")
+    return values
+
+
 def _log_format(raw: str) -> str:
     if raw not in {"json", "text"}:
         raise ValueError("must be json or text")
@@ -144,6 +154,15 @@ class Settings:
     # Webhooks
     webhooks_allow_http: bool = env("WEBHOOKS_ALLOW_HTTP", _bool, default=False)
     webhooks_allow_private: bool = env("WEBHOOKS_ALLOW_PRIVATE", _bool, default=False)
+    webhook_timeout_s: float = env("WEBHOOK_TIMEOUT_S", _float(0.1, 60), default=10.0)
+    # delays between attempts; None: the built-in schedule (11 attempts over about 28 hours)
+    webhook_retry_schedule_s: tuple[int, ...] | None = env(
+        "WEBHOOK_RETRY_SCHEDULE_S", _seconds_list, default=None
+    )
+    # an endpoint whose attempts all fail for this long is disabled
+    webhook_disable_after_s: float = env(
+        "WEBHOOK_DISABLE_AFTER_S", _float(60, 90 * 86400), default=86400.0
+    )
     # Rate limits (requests per minute)
     rate_limit_per_token: int = env("RATE_LIMIT_PER_TOKEN", _int(0, 10**7), default=1200)
     rate_limit_public_per_ip: int = env("RATE_LIMIT_PUBLIC_PER_IP", _int(0, 10**7), default=60)

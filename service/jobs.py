@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 
@@ -31,6 +32,7 @@ class Deps:
     files: FileStore
     cpu: CpuPool
     settings: Settings
+    http: aiohttp.ClientSession  # webhook deliveries: SSRF-guarded (webhooks.ssrf)
 
 
 async def enqueue_processing(conn: Connection, *, certificate_ids: Sequence[int]) -> None:
@@ -43,6 +45,7 @@ async def enqueue_email(conn: Connection, *, outbox_id: int) -> None:
 
 def job_types(deps: Deps) -> list[JobType]:
     from service import emails, pipeline
+    from service.webhooks import deliveries
 
     return [
         JobType(
@@ -56,6 +59,7 @@ def job_types(deps: Deps) -> list[JobType]:
             on_exhausted=emails.email_failed,
             max_attempts=8,
         ),
+        *deliveries.job_types(deps),
     ]
 
 

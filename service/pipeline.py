@@ -24,6 +24,7 @@ from service.files.base import FileMissing, StorageError
 from service.jobs import Deps, enqueue_email
 from service.mail.compose import certificate_message_id
 from service.queue.types import Finalizer, JobContext, PermanentFailure
+from service.webhooks import events
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
         artifacts=generated,
         recipient_id=recipient_id,
         message_id=message_id,
+        base_url=deps.settings.base_url,
     )
 
 
@@ -129,6 +131,7 @@ async def finalize_generated(
     artifacts: certificate_data.GeneratedArtifacts,
     recipient_id: int | None,
     message_id: str,
+    base_url: str,
 ) -> None:
     row = await certificate_data.mark_generated(
         conn, certificate_id=certificate_id, artifacts=artifacts, recipient_id=recipient_id
@@ -141,8 +144,15 @@ async def finalize_generated(
         )
         if outbox_id is not None:
             await enqueue_email(conn, outbox_id=outbox_id)
+    await events.emit_certificate(
+        conn, certificate_id=certificate_id, event=events.APPROVED, base_url=base_url
+    )
     if row["batch_id"] is not None:
-        await batch_data.count_outcome(conn, batch_id=row["batch_id"], generated=1)
+        batch, finished_now = await batch_data.count_outcome(
+            conn, batch_id=row["batch_id"], generated=1
+        )
+        if finished_now:
+            await events.emit_batch_completed(conn, batch)
 
 
 async def certificate_failed(conn: Connection, ctx: JobContext, error: str) -> None:
@@ -151,5 +161,10 @@ async def certificate_failed(conn: Connection, ctx: JobContext, error: str) -> N
     if row is None:
         return
     log.warning("certificate %s failed: %s", row["uuid"], error)
+    await events.emit_certificate(conn, certificate_id=ctx.ref_id, event=events.FAILED)
     if row["batch_id"] is not None:
-        await batch_data.count_outcome(conn, batch_id=row["batch_id"], failed=1)
+        batch, finished_now = await batch_data.count_outcome(
+            conn, batch_id=row["batch_id"], failed=1
+        )
+        if finished_now:
+            await events.emit_batch_completed(conn, batch)

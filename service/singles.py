@@ -12,6 +12,7 @@ from service.bulk import certificate_record
 from service.data import batches as batch_data
 from service.data import certificates as certificate_data
 from service.data import uploads as upload_data
+from service.webhooks import events
 
 NOT_FAILED = "Only failed vault certificates can be retried"
 
@@ -34,6 +35,7 @@ async def retry(
         if row["batch_id"] is not None:
             await batch_data.count_outcome(conn, batch_id=row["batch_id"], failed=-1)
         await jobs.enqueue_processing(conn, certificate_ids=[row["id"]])
+        await events.emit_certificate(conn, certificate_id=row["id"], event=events.RETRIED)
 
 
 async def create_single(
@@ -56,5 +58,6 @@ async def create_single(
             conn, record=record, status="processing"
         )
         await jobs.enqueue_processing(conn, certificate_ids=[created["id"]])
+        await events.emit_certificate(conn, certificate_id=created["id"], event=events.CREATED)
     certificate_uuid: uuid.UUID = created["uuid"]
     return certificate_uuid

@@ -9,6 +9,7 @@ from service import db, jobs
 from service.config import Settings
 from service.queue.wiring import run_worker, stop_on_signals
 from service.resources import CpuPool, cpu_processes, file_store
+from service.webhooks.ssrf import make_client_session
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,12 @@ async def run_standalone(settings: Settings) -> None:
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:
                     await db.migrate(conn)
-            async with file_store(settings) as files:
-                deps = jobs.Deps(pool=pool, files=files, cpu=cpu, settings=settings)
+            http = make_client_session(
+                allow_private=settings.webhooks_allow_private,
+                timeout_s=settings.webhook_timeout_s,
+            )
+            async with file_store(settings) as files, http:
+                deps = jobs.Deps(pool=pool, files=files, cpu=cpu, settings=settings, http=http)
                 log.info("worker started: %d jobs in flight at most", settings.workers)
                 await run_worker(settings, dsn, jobs.job_types(deps), stop, pool=pool)
         finally:

@@ -1,0 +1,316 @@
+"""Webhook deliveries end to end: the app's workers POST to real receivers on loopback.
+
+Every target is 127.0.0.1 or ::1. Retries use a 1-second schedule so a retry takes a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from standardwebhooks import Webhook
+
+from service.app import create_app
+from service.config import Settings
+from service.webhooks import events, signing
+from tests.conftest import TokenFactory, bearer
+
+URL = "/business/webhooks"
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def id(self) -> str:
+        return self.headers["X-Webhook-ID"]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Records every request as it arrives; ``answered`` those it answered with a 2xx."""
+
+    base_url: str = ""
+    hits: list[Hit] = field(default_factory=list)
+    answered: list[Hit] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def on(self, path: str) -> list[Hit]:
+        return [hit for hit in self.hits if hit.path == path]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        hit = Hit(request.path, dict(request.headers), await request.read())
+        self.hits.append(hit)
+        response = await self.behave(request, hit)
+        if response.status < 300:
+            self.answered.append(hit)
+        return response
+
+    async def behave(self, request: web.Request, hit: Hit) -> web.Response:
+        match request.match_info["name"]:
+            case "flaky" if len([h for h in self.hits if h.id == hit.id]) == 1:
+                return web.Response(status=500, text="try again")
+            case "fail":
+                return web.Response(status=500, text="boom\x00" + "x" * 5000)
+            case "gone":
+                return web.Response(status=410)
+            case "redirect":
+                raise web.HTTPFound("/target")
+            case "hang":
+                await asyncio.sleep(10)  # cancelled when the client gives up
+            case "slow":
+                await asyncio.sleep(0.4)
+        return web.Response(text="ok")
+
+
+async def serve(host: str) -> tuple[web.AppRunner, Receiver]:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_route("*", "/{name}", receiver.handle)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, 0).start()
+    port = runner.addresses[0][1]
+    receiver.base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    return runner, receiver
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    runner, rx = await serve("127.0.0.1")
+    yield rx
+    await runner.cleanup()
+
+
+def lenient(settings: Settings, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "workers": 4,
+        "poll_interval_s": 0.1,
+        "webhooks_allow_private": True,
+        "webhooks_allow_http": True,
+        "webhook_retry_schedule_s": (1, 1),
+        "webhook_timeout_s": 2.0,
+    }
+    return settings.with_overrides(**{**values, **overrides})
+
+
+@pytest.fixture
+async def vault(
+    settings: Settings, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> TestClient:
+    return await aiohttp_client(create_app(lenient(settings)))
+
+
+async def wait_for(predicate: Callable[[], Any], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if await result if asyncio.iscoroutine(result) else result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def register(
+    client: TestClient, token: str, url: str, subscribed: tuple[str, ...] = events.EVENTS
+) -> dict[str, Any]:
+    body = {"url": url, "events": list(subscribed)}
+    response = await client.post(URL, json=body, headers=bearer(token))
+    assert response.status == 201, await response.text()
+    data: dict[str, Any] = (await response.json())["data"]
+    return data
+
+
+async def ping(client: TestClient, token: str, endpoint_id: str) -> str:
+    response = await client.post(f"{URL}/{endpoint_id}/test", headers=bearer(token))
+    assert response.status == 202, await response.text()
+    delivery_id: str = (await response.json())["data"]["delivery_id"]
+    return delivery_id
+
+
+async def attempts(client: TestClient, token: str, endpoint_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"{URL}/{endpoint_id}/deliveries", headers=bearer(token))
+    items: list[dict[str, Any]] = (await response.json())["data"]
+    return items[::-1]  # oldest first
+
+
+async def endpoint(client: TestClient, token: str, endpoint_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = (
+        await (await client.get(f"{URL}/{endpoint_id}", headers=bearer(token))).json()
+    )["data"]
+    return data
+
+
+async def test_ping_arrives_signed_both_ways(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver
+) -> None:
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/ok"))
+    delivery_id = await ping(vault, token, hook["id"])
+    await wait_for(lambda: receiver.answered)
+    [hit] = receiver.hits
+    assert signing.body_signature(hook["secret"], hit.body) == hit.headers["X-Webhook-Signature"]
+    assert Webhook(hook["secret"]).verify(hit.body, hit.headers) == hit.json()
+    assert hit.id == hit.headers["webhook-id"] == delivery_id
+    assert hit.headers["X-Webhook-Event"] == "ping"
+    assert hit.headers["Content-Type"] == "application/json"
+    payload = hit.json()
+    assert list(payload) == ["event", "webhook_id", "timestamp", "data"]
+    assert payload["event"] == "ping" and payload["webhook_id"] == delivery_id
+    assert payload["data"]["endpoint_id"] == hook["id"]
+    assert time.strptime(payload["timestamp"], "%Y-%m-%dT%H:%M:%SZ")
+
+    await wait_for(lambda: _logged(vault, token, hook["id"], 1))
+    [logged] = await attempts(vault, token, hook["id"])
+    assert logged["delivery_id"] == delivery_id and logged["event"] == "ping"
+    assert (logged["attempt"], logged["status_code"], logged["error"]) == (1, 200, None)
+    assert logged["delivery_status"] == "delivered" and logged["next_retry_at"] is None
+    assert logged["response_excerpt"] == "ok" and logged["duration_ms"] >= 0
+    assert (await endpoint(vault, token, hook["id"]))["last_success_at"] is not None
+
+
+async def _logged(client: TestClient, token: str, endpoint_id: str, count: int) -> bool:
+    return len(await attempts(client, token, endpoint_id)) >= count
+
+
+async def test_a_500_is_retried_with_the_same_delivery_id(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver
+) -> None:
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/flaky"))
+    delivery_id = await ping(vault, token, hook["id"])
+    await wait_for(lambda: _logged(vault, token, hook["id"], 2))
+    first, second = receiver.hits
+    assert first.id == second.id == delivery_id
+    assert first.body == second.body  # the same bytes on every attempt
+    for hit in (first, second):
+        assert Webhook(hook["secret"]).verify(hit.body, hit.headers)
+    failed, delivered = await attempts(vault, token, hook["id"])
+    assert (failed["attempt"], failed["status_code"]) == (1, 500)
+    assert failed["error"] == "unexpected status 500 Internal Server Error"
+    assert failed["next_retry_at"] is not None and failed["response_excerpt"] == "try again"
+    assert (delivered["attempt"], delivered["status_code"]) == (2, 200)
+    assert delivered["delivery_status"] == "delivered"
+    health = await endpoint(vault, token, hook["id"])
+    assert health["active"] and health["failing_since"] is None
+    assert health["last_failure_at"] is not None
+
+
+async def test_410_disables_the_endpoint(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver, conn: asyncpg.Connection
+) -> None:
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/gone"))
+    await ping(vault, token, hook["id"])
+    await wait_for(lambda: _disabled(vault, token, hook["id"]))
+    health = await endpoint(vault, token, hook["id"])
+    assert health["disabled_reason"].startswith("410 Gone") and health["disabled_at"]
+    [logged] = await attempts(vault, token, hook["id"])
+    assert logged["status_code"] == 410 and logged["delivery_status"] == "failed"
+    await asyncio.sleep(1.5)  # no retry comes
+    assert len(receiver.hits) == 1
+    assert (await vault.post(f"{URL}/{hook['id']}/test", headers=bearer(token))).status == 409
+    await wait_for(lambda: _no_jobs(conn))
+
+
+async def _disabled(client: TestClient, token: str, endpoint_id: str) -> bool:
+    return not (await endpoint(client, token, endpoint_id))["active"]
+
+
+async def _no_jobs(conn: asyncpg.Connection) -> bool:
+    return await conn.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+async def test_a_redirect_is_a_failure_and_is_not_followed(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver
+) -> None:
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/redirect"))
+    await ping(vault, token, hook["id"])
+    await wait_for(lambda: _logged(vault, token, hook["id"], 1))
+    [logged] = await attempts(vault, token, hook["id"])
+    assert logged["status_code"] == 302 and logged["delivery_status"] == "pending"
+    assert logged["error"].startswith("redirect not followed (302 to")
+    assert receiver.on("/target") == []
+
+
+async def test_every_attempt_failing_ends_the_delivery_not_the_endpoint(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver, conn: asyncpg.Connection
+) -> None:
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/fail"))
+    await ping(vault, token, hook["id"])
+    await wait_for(lambda: _logged(vault, token, hook["id"], 3))
+    logged = await attempts(vault, token, hook["id"])
+    assert [a["attempt"] for a in logged] == [1, 2, 3]
+    assert [a["delivery_status"] for a in logged] == ["failed"] * 3  # the delivery's status now
+    assert logged[-1]["next_retry_at"] is None
+    assert len(logged[0]["response_excerpt"]) == 200 and "\x00" not in logged[0]["response_excerpt"]
+    health = await endpoint(vault, token, hook["id"])
+    assert health["active"] and health["failing_since"] is not None
+    await wait_for(lambda: _no_jobs(conn))
+    assert len(receiver.hits) == 3
+
+
+async def test_failing_for_too_long_disables_the_endpoint(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver, conn: asyncpg.Connection
+) -> None:
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/fail"))
+    await conn.execute("UPDATE webhook_endpoints SET failing_since = now() - interval '2 days'")
+    await ping(vault, token, hook["id"])
+    await wait_for(lambda: _disabled(vault, token, hook["id"]))
+    reason = (await endpoint(vault, token, hook["id"]))["disabled_reason"]
+    assert reason.startswith("Every delivery attempt failed since ")
+    assert "unexpected status 500" in reason
+    # the delivery's retry is called off with the endpoint, and its job then finds nothing to do
+    assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "cancelled"
+    await wait_for(lambda: _no_jobs(conn))
+    assert len(receiver.hits) == 1
+
+
+async def test_a_hanging_receiver_is_cut_at_the_timeout(
+    settings: Settings,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    make_token: TokenFactory,
+    receiver: Receiver,
+) -> None:
+    vault = await aiohttp_client(create_app(lenient(settings, webhook_timeout_s=0.5)))
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/hang"))
+    started = time.monotonic()
+    await ping(vault, token, hook["id"])
+    await wait_for(lambda: _logged(vault, token, hook["id"], 1))
+    assert time.monotonic() - started < 5
+    [logged] = await attempts(vault, token, hook["id"])
+    assert logged["status_code"] is None and logged["error"] == "timed out after 0.5 s"
+    assert 400 <= logged["duration_ms"] < 2000
+
+
+async def test_a_deleted_endpoint_gets_nothing_more(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver, conn: asyncpg.Connection
+) -> None:
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/fail"))
+    await ping(vault, token, hook["id"])
+    await wait_for(lambda: receiver.hits)
+    assert (await vault.delete(f"{URL}/{hook['id']}", headers=bearer(token))).status == 200
+    assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
+    await wait_for(lambda: _no_jobs(conn))  # the queued retry ran, found nothing, and stopped
+    assert len(receiver.hits) == 1
