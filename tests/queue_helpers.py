@@ -73,15 +73,12 @@ async def running_engine(
     job_types: Sequence[JobType],
     *,
     registry: CollectorRegistry | None = None,
-    listen_dsn: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Engine]:
     """An engine on a pool of its own (as in a separate process), stopped on exit."""
     pool = await db.create_pool(dsn, min_size=1, max_size=5, timeout_s=30)
     try:
-        engine = Engine(
-            pool, listen_dsn or dsn, job_types, engine_config(**overrides), registry=registry
-        )
+        engine = Engine(pool, dsn, job_types, engine_config(**overrides), registry=registry)
         async with engine:
             yield engine
     finally:

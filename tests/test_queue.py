@@ -103,11 +103,13 @@ async def test_claim_uses_the_ready_index(conn: asyncpg.Connection) -> None:
         "INSERT INTO jobs (kind, ref_id) SELECT 'pdf', g FROM generate_series(1, 50000) g"
     )
     await conn.execute("ANALYZE jobs")
-    await conn.execute(f"PREPARE claim (int, text[], float8, text) AS {store.CLAIM}")
+    await conn.execute(f"PREPARE claim (int, text[], float8, text, bool) AS {store.CLAIM}")
     # custom plans (the first executions) and the generic plan the server may switch to later
     for mode in ("force_custom_plan", "force_generic_plan"):
         await conn.execute(f"SET plan_cache_mode = {mode}")
-        plan = await conn.fetchval("EXPLAIN (FORMAT JSON) EXECUTE claim (100, '{pdf}', 30, 'w1')")
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) EXECUTE claim (100, '{pdf}', 30, 'w1', true)"
+        )
         nodes = _plan_nodes(plan[0]["Plan"])
         indexes = {n.get("Index Name") for n in nodes}
         assert {"ix__jobs__ready", "ix__jobs__running", "pk__jobs"} <= indexes, mode
@@ -453,14 +455,10 @@ async def test_a_killed_listener_does_not_stall_processing(
         assert await _pickup_latency(conn, picked) < 1.0
 
 
-async def test_notify_local_wakes_the_engine_without_a_listener(
-    conn: asyncpg.Connection, dsn: str
-) -> None:
+async def test_notify_local_wakes_a_polling_engine(conn: asyncpg.Connection, dsn: str) -> None:
     picked: asyncio.Queue[float] = asyncio.Queue()
-    broken = dsn.replace("/vault_t_", "/no_such_db_")
-    async with running_engine(
-        dsn, [_timestamping(picked)], listen_dsn=broken, poll_interval_s=5
-    ) as engine:
+    job_types = [_timestamping(picked)]
+    async with running_engine(dsn, job_types, listen=False, poll_interval_s=5) as engine:
         await asyncio.sleep(0.2)
         assert not engine.is_listening()
         await enqueue(conn, "t")

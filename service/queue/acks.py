@@ -36,7 +36,10 @@ class Claimed:
 
     ctx: JobContext
     job_type: JobType
+    deadline: float = 0.0  # time.monotonic() past which the job is cancelled
     task: asyncio.Task[None] | None = None
+    timed_out: bool = False
+    lost: bool = False  # the lease went to another worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +52,11 @@ class Outcome:
 
 
 class Result(enum.Enum):
+    # values name the per-kind counters in metrics.KindMetrics
     COMPLETED = "completed"
     RETRIED = "retried"
     EXHAUSTED = "exhausted"
-    STALE = "stale"
+    STALE = "stale_acks"
 
 
 def describe(exc: BaseException) -> str:
@@ -161,7 +165,8 @@ Written = Callable[[list[tuple[Result, Outcome]]], None]
 
 
 class AckBuffer:
-    """Collects outcomes and flushes them every ``interval_s`` or at ``batch`` of them."""
+    """Collects outcomes and flushes them every ``interval_s``, at ``batch`` of them, or at
+    once when ``urgent()`` says the engine is waiting for the capacity they hold."""
 
     def __init__(
         self,
@@ -173,6 +178,7 @@ class AckBuffer:
         acquire_timeout_s: float,
         write_lock: asyncio.Lock,
         on_written: Written,
+        urgent: Callable[[], bool],
     ) -> None:
         self._pool = pool
         self._interval_s = interval_s
@@ -181,6 +187,7 @@ class AckBuffer:
         self._acquire_timeout = acquire_timeout_s
         self._lock = write_lock
         self._on_written = on_written
+        self._urgent = urgent
         self._pending: list[Outcome] = []
         self._arrived = asyncio.Event()
         self._closing = False
@@ -194,7 +201,7 @@ class AckBuffer:
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
-        if len(self._pending) in (1, self._batch):
+        if len(self._pending) in (1, self._batch) or self._urgent():
             self._arrived.set()
 
     async def close(self, timeout_s: float) -> None:
@@ -218,7 +225,7 @@ class AckBuffer:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            if len(self._pending) < self._batch and not self._closing:
+            if len(self._pending) < self._batch and not (self._closing or self._urgent()):
                 await self._linger()
             try:
                 await self._flush(self._pending[: self._batch])

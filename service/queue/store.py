@@ -39,12 +39,14 @@ SELECT count(*), pg_notify('vault_jobs', '') FROM ins
 NOTIFY = "SELECT pg_notify('vault_jobs', '')"
 
 # Expired leases first, then ready jobs in claim order; every filter lives inside the CTEs.
-# The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a primary-key lookup whatever the
-# planner guesses for the LIMIT (a join could turn into a hash join over the whole table).
+# Finding expired leases visits every running row, so it is done only when $5 is true (the
+# engine asks at most once a second). The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a
+# primary-key lookup whatever the planner guesses for the LIMIT (a join could turn into a
+# hash join over the whole table).
 CLAIM = """
 WITH expired AS (
     SELECT id FROM jobs
-    WHERE state = 1 AND locked_until < now() AND kind = ANY($2::text[])
+    WHERE $5::boolean AND state = 1 AND locked_until < now() AND kind = ANY($2::text[])
     ORDER BY id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -105,6 +107,9 @@ SET state = 0, attempts = greatest(attempts - 1, 0),
     lease_token = NULL, locked_until = NULL, worker_id = NULL
 WHERE id = ANY($1::bigint[]) AND lease_token = ANY($2::bigint[]) AND state = 1
 """
+
+# SKIP_LOCKED: if autovacuum (or another engine) is at it already, there is nothing to do.
+VACUUM = "VACUUM (SKIP_LOCKED) jobs"
 
 # Each count scans one small partial index rather than the table.
 DEPTH = """
@@ -170,9 +175,12 @@ async def claim_jobs(
     limit: int,
     lease_s: float,
     worker_id: str,
+    reclaim: bool,
     timeout_s: float,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(CLAIM, limit, list(kinds), lease_s, worker_id, timeout=timeout_s)
+    """Claim up to ``limit`` ready jobs, and expired leases if ``reclaim``."""
+    args = (limit, list(kinds), lease_s, worker_id, reclaim)
+    return await conn.fetch(CLAIM, *args, timeout=timeout_s)
 
 
 async def extend_leases(
@@ -239,3 +247,7 @@ async def enqueue_select(conn: Connection, kind: str, ref_query: str, *args: Any
     )
     await conn.execute(NOTIFY)
     return count
+
+
+async def vacuum_jobs(conn: Connection, *, timeout_s: float) -> None:
+    await conn.execute(VACUUM, timeout=timeout_s)

