@@ -79,6 +79,9 @@ async def test_one_notification_per_enqueue_call(conn: asyncpg.Connection, dsn: 
             lambda: enqueue_many(conn, "pdf", ref_ids=range(1000)),
             lambda: enqueue_many(conn, "pdf", ref_ids=range(500), payloads=[{}] * 500),
             lambda: enqueue(conn, "pdf", ref_id=1),
+            lambda: store.enqueue_select(
+                conn, "pdf", "SELECT g FROM generate_series(1, $2::int) AS g", 300
+            ),
         ]
         for call in calls:
             received.clear()
@@ -88,7 +91,8 @@ async def test_one_notification_per_enqueue_call(conn: asyncpg.Connection, dsn: 
             assert received == [CHANNEL]
     finally:
         await listener.close()
-    assert await count(conn, "SELECT count(*) FROM jobs") == 1501
+    assert await count(conn, "SELECT count(*) FROM jobs") == 1801
+    assert await count(conn, "SELECT max(ref_id) FROM jobs WHERE id > 1501") == 300
 
 
 def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:

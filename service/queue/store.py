@@ -168,6 +168,21 @@ async def enqueue_many(
     return len(records)
 
 
+async def enqueue_select(conn: Connection, kind: str, ref_query: str, *args: Any) -> int:
+    """One job per row of ``ref_query`` (a trusted SELECT of ref ids), plus one notification.
+
+    For rows the same transaction just wrote: the ids never travel to the client and back.
+    ``$1`` is the kind, so the query's own parameters start at ``$2``.
+    """
+    count: int = await conn.fetchval(
+        f"WITH ins AS (INSERT INTO jobs (kind, ref_id) SELECT $1, r.id FROM ({ref_query}) AS r (id)"
+        " RETURNING 1) SELECT count(*), pg_notify('vault_jobs', '') FROM ins",
+        kind,
+        *args,
+    )
+    return count
+
+
 async def claim_jobs(
     conn: Connection,
     *,
@@ -231,22 +246,6 @@ async def queue_depth(conn: Connection, *, timeout_s: float) -> tuple[int, int]:
     """(ready, running) job counts."""
     rows = await conn.fetch(DEPTH, timeout=timeout_s)
     return rows[0]["ready"], rows[0]["running"]
-
-
-async def enqueue_select(conn: Connection, kind: str, ref_query: str, *args: Any) -> int:
-    """One job per row of ``ref_query`` (a trusted SELECT of ref ids), plus one notification.
-
-    For rows the same transaction just wrote: the ids never travel to the client and back.
-    ``$1`` is the kind, so the query's own parameters start at ``$2``.
-    """
-    count: int = await conn.fetchval(
-        f"WITH ins AS (INSERT INTO jobs (kind, ref_id) SELECT $1, r.id FROM ({ref_query}) AS r (id)"
-        " RETURNING 1) SELECT count(*) FROM ins",
-        kind,
-        *args,
-    )
-    await conn.execute(NOTIFY)
-    return count
 
 
 async def vacuum_jobs(conn: Connection, *, timeout_s: float) -> None:
