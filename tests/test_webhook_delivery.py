@@ -5,23 +5,36 @@ Every target is 127.0.0.1 or ::1. Retries use a 1-second schedule so a retry tak
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import io
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks import Webhook
 
+from service import cli
 from service.app import create_app
 from service.config import Settings
+from service.resources import FILES
 from service.webhooks import events, signing
 from tests.conftest import TokenFactory, bearer
+from tests.samples import make_pdf
+from tests.vault_helpers import BULK_URL, entry, upload
 
 URL = "/business/webhooks"
 
@@ -314,3 +327,200 @@ async def test_a_deleted_endpoint_gets_nothing_more(
     assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
     await wait_for(lambda: _no_jobs(conn))  # the queued retry ran, found nothing, and stopped
     assert len(receiver.hits) == 1
+
+
+# --- private targets refused where the connection is made ---
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def test_private_targets_are_refused_at_connect_time(
+    settings: Settings,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    make_token: TokenFactory,
+    receiver: Receiver,
+    conn: asyncpg.Connection,
+) -> None:
+    vault = await aiohttp_client(create_app(lenient(settings, webhooks_allow_private=False)))
+    token = await make_token("webhooks:manage")
+    refused = await vault.post(
+        URL, json={"url": receiver.url("/ok"), "events": [events.CREATED]}, headers=bearer(token)
+    )
+    assert refused.status == 422
+    runners, receivers = [], [receiver]
+    if ipv6_loopback():
+        runner, receiver_v6 = await serve("::1")
+        runners.append(runner)
+        receivers.append(receiver_v6)
+    try:
+        for rx, address in zip(receivers, ("127.0.0.1", "::1"), strict=False):
+            # stored while private targets were allowed (or a name that now resolves privately)
+            endpoint_id = await conn.fetchval(
+                "INSERT INTO webhook_endpoints (institution_id, url, events, secret)"
+                " SELECT id, $1, $2, $3 FROM institutions RETURNING uuid::text",
+                *(rx.url("/ok"), [events.CREATED], signing.new_secret()),
+            )
+            await ping(vault, token, endpoint_id)
+            await wait_for(lambda: _logged(vault, token, endpoint_id, 1))  # noqa: B023
+            [logged] = await attempts(vault, token, endpoint_id)
+            assert logged["status_code"] is None and logged["delivery_status"] == "pending"
+            assert logged["error"].startswith(f"destination {address} is not allowed")
+        assert all(rx.hits == [] for rx in receivers)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+# --- the events of certificates and batches ---
+
+
+def received(receiver: Receiver, event: str) -> list[dict[str, Any]]:
+    payloads = [hit.json() for hit in receiver.answered]
+    return [p["data"] for p in payloads if p["event"] == event]
+
+
+async def test_certificate_and_batch_events_end_to_end(
+    settings: Settings,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    make_token: TokenFactory,
+    receiver: Receiver,
+    conn: asyncpg.Connection,
+) -> None:
+    vault = await aiohttp_client(create_app(lenient(settings, cpu_processes=2)))
+    token = await make_token("all")
+    hook = await register(vault, token, receiver.url("/ok"))
+    good, bad = await upload(vault, token), await upload(vault, token)
+    key = await conn.fetchval("SELECT storage_key FROM uploads WHERE uuid = $1::uuid", bad)
+    await vault.app[FILES].delete(key)  # processing this one fails for good
+    body = {"entries": [entry(good, 0), entry(bad, 1)]}
+    response = await vault.post(BULK_URL, json=body, headers=bearer(token))
+    batch_id = (await response.json())["data"]["batch_id"]
+    await wait_for(lambda: received(receiver, events.BATCH_COMPLETED), timeout_s=60)
+    await wait_for(lambda: len(received(receiver, events.CREATED)) == 2)
+
+    created = received(receiver, events.CREATED)
+    assert {c["trigger_context"] for c in created} == {"bulk_upload"}
+    assert {c["source"] for c in created} == {"vault"} and created[0]["batch_id"] == batch_id
+    [approved] = received(receiver, events.APPROVED)
+    reference = approved["reference_id"]
+    assert approved["verification_url"] == f"http://vault.test/verify/{reference}"
+    assert approved["download_path"] == (
+        f"http://vault.test/business/certificate-vault/{approved['uuid']}/download"
+    )
+    [failed] = received(receiver, events.FAILED)
+    assert "missing" in failed["error"] and failed["full_name"] == "Student 1"
+    [completed] = received(receiver, events.BATCH_COMPLETED)
+    assert completed["batch_id"] == batch_id and completed["status"] == "partially_completed"
+    counts = ("total_certificates", "processed_certificates", "failed_certificates")
+    assert [completed[c] for c in counts] == [2, 1, 1]
+
+    await vault.app[FILES].put_bytes(key, make_pdf(), "application/pdf")
+    retry = f"/business/certificate-vault/{failed['uuid']}/retry"
+    assert (await vault.post(retry, headers=bearer(token))).status == 200
+    await wait_for(lambda: len(received(receiver, events.BATCH_COMPLETED)) == 2, timeout_s=60)
+    [retried] = received(receiver, events.RETRIED)
+    assert retried["uuid"] == failed["uuid"]
+    assert received(receiver, events.BATCH_COMPLETED)[1]["status"] == "completed"
+    assert len(received(receiver, events.APPROVED)) == 2
+
+    await revoke(settings, reference)
+    await wait_for(lambda: received(receiver, events.REVOKED))
+    [revoked] = received(receiver, events.REVOKED)
+    assert (
+        revoked["reference_id"] == reference and revoked["revocation_reason"] == "Issued in error"
+    )
+    for hit in receiver.hits:
+        assert Webhook(hook["secret"]).verify(hit.body, hit.headers)
+    # created 2, approved 2, failed, retried, batch.completed 2, revoked: each once, own id
+    assert len({hit.id for hit in receiver.hits}) == len(receiver.hits) == 9
+
+
+async def revoke(settings: Settings, reference: str) -> None:
+    args = argparse.Namespace(certificate=reference, reason="Issued in error")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert await cli.cmd_certificates_revoke(args, settings) == 0
+
+
+async def test_a_single_upload_is_created_with_its_context(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver
+) -> None:
+    token = await make_token("all")
+    await register(vault, token, receiver.url("/ok"), subscribed=(events.CREATED,))
+    form = aiohttp.FormData()
+    for name, value in entry("", 7).items():
+        if name != "file_id":
+            form.add_field(name, value)
+    form.add_field("certificate_file", io.BytesIO(make_pdf()), filename="single.pdf")
+    response = await vault.post("/business/certificate-vault", data=form, headers=bearer(token))
+    assert response.status == 201, await response.text()
+    await wait_for(lambda: received(receiver, events.CREATED))
+    [created] = received(receiver, events.CREATED)
+    assert created["trigger_context"] == "single_upload" and created["batch_id"] is None
+    assert created["uuid"] == (await response.json())["data"]["uuid"]
+
+
+# --- a worker killed between enqueue and delivery ---
+
+
+def start_worker(settings: Settings, dsn: str, *, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DATABASE_URL": dsn,
+        "VAULT_DATA_DIR": str(settings.data_dir),
+        "WORKERS": str(workers),
+        "CPU_PROCESSES": "1",
+        "JOB_LEASE_S": "3",
+        "JOB_TIMEOUT_S": "2",
+        "POLL_INTERVAL_S": "0.1",
+        "DRAIN_TIMEOUT_S": "2",
+        "LOG_LEVEL": "WARNING",
+        "WEBHOOKS_ALLOW_HTTP": "true",
+        "WEBHOOKS_ALLOW_PRIVATE": "true",
+        "WEBHOOK_RETRY_SCHEDULE_S": "1,1,1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "worker"], env=env, stdout=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.slow
+async def test_sigkill_between_enqueue_and_delivery_loses_no_delivery(
+    settings: Settings,
+    dsn: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    make_token: TokenFactory,
+    receiver: Receiver,
+    conn: asyncpg.Connection,
+) -> None:
+    vault = await aiohttp_client(create_app(lenient(settings, workers=0)))
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/slow"))
+    queued = {await ping(vault, token, hook["id"]) for _ in range(8)}
+    first = start_worker(settings, dsn, workers=2)
+    try:
+        await wait_for(lambda: receiver.hits, timeout_s=30)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    assert len({hit.id for hit in receiver.answered}) < len(queued), "killed too late"
+    second = start_worker(settings, dsn, workers=4)
+    try:
+        await wait_for(lambda: {hit.id for hit in receiver.answered} == queued, timeout_s=30)
+        await wait_for(lambda: _no_jobs(conn))
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    statuses = await conn.fetch("SELECT DISTINCT status FROM webhook_deliveries")
+    assert [row["status"] for row in statuses] == ["delivered"]
+    # the request cut by the kill was sent again: same delivery id, the very same body
+    assert len(receiver.hits) > len(queued)
+    for hit in receiver.hits:
+        assert hit.id in queued
+        assert hit.body == next(h.body for h in receiver.answered if h.id == hit.id)
