@@ -12,6 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from service import ratelimit
+from service.data import certificates as certificate_data
 from service.data import idempotency as key_data
 from service.files.base import FileStore, StorageError
 from service.keys import POOL, SETTINGS
@@ -30,6 +31,7 @@ async def run_once(pool: asyncpg.Pool, files: FileStore) -> None:
             purged = await ratelimit.purge_expired(conn)
             windows += purged
         keys = await key_data.purge_expired(conn)
+        await certificate_data.compact_counts(conn)
     if swept or keys:
         log.info(
             "housekeeping: %d expired uploads, %d idempotency keys, %d rate windows",

@@ -75,7 +75,6 @@ CREATE TABLE certificates (
     updated_at           timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pk__certificates PRIMARY KEY (id),
     CONSTRAINT uq__certificates__uuid UNIQUE (uuid),
-    CONSTRAINT uq__certificates__reference_id UNIQUE (reference_id),
     CONSTRAINT fk__certificates__institution_id__institutions
         FOREIGN KEY (institution_id) REFERENCES institutions (id) ON DELETE CASCADE,
     CONSTRAINT fk__certificates__batch_id__batches
@@ -83,6 +82,8 @@ CREATE TABLE certificates (
     CONSTRAINT fk__certificates__recipient_id__recipients
         FOREIGN KEY (recipient_id) REFERENCES recipients (id) ON DELETE SET NULL
 );
+-- text_pattern_ops: the same index serves uniqueness and reference-id prefix search
+CREATE UNIQUE INDEX uq__certificates__reference_id ON certificates (reference_id text_pattern_ops);
 -- the list, newest first, and its filters; all scoped to one institution
 CREATE INDEX ix__certificates__institution_id__id ON certificates (institution_id, id DESC);
 CREATE INDEX ix__certificates__institution_id__status ON certificates (institution_id, status, id DESC);
@@ -126,3 +127,47 @@ CREATE TABLE idempotency_keys (
         FOREIGN KEY (institution_id) REFERENCES institutions (id) ON DELETE CASCADE
 );
 CREATE INDEX ix__idempotency_keys__created_at ON idempotency_keys (created_at);
+
+-- Certificate counts per institution and status, so a list's total needs no count over up to
+-- millions of rows. Statement-level triggers append one aggregated delta row per institution and
+-- status a statement changed (a 10,000-row COPY adds one row, not 10,000); readers sum the
+-- deltas, and housekeeping folds them together. Appending never waits on a hot counter row.
+CREATE TABLE certificate_counts (
+    institution_id  bigint NOT NULL,
+    status          text   NOT NULL,
+    delta           bigint NOT NULL
+);
+CREATE INDEX ix__certificate_counts__institution_id ON certificate_counts (institution_id, status);
+
+CREATE FUNCTION certificate_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO certificate_counts (institution_id, status, delta)
+    SELECT institution_id, status, count(*) FROM new_rows GROUP BY institution_id, status;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION certificate_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO certificate_counts (institution_id, status, delta)
+    SELECT institution_id, status, sum(delta) FROM (
+        SELECT institution_id, status, 1 AS delta FROM new_rows
+        UNION ALL
+        SELECT institution_id, status, -1 FROM old_rows
+    ) changes GROUP BY institution_id, status HAVING sum(delta) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION certificate_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO certificate_counts (institution_id, status, delta)
+    SELECT institution_id, status, -count(*) FROM old_rows GROUP BY institution_id, status;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER tr__certificates__counts_insert AFTER INSERT ON certificates
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION certificate_counts_insert();
+CREATE TRIGGER tr__certificates__counts_update AFTER UPDATE ON certificates
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION certificate_counts_update();
+CREATE TRIGGER tr__certificates__counts_delete AFTER DELETE ON certificates
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION certificate_counts_delete();

@@ -30,3 +30,36 @@ async def test_housekeeping_purges_expired_keys_and_rate_windows(
     await maintenance.run_once(client.app[POOL], client.app[FILES])
     assert [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")] == ["fresh"]
     assert [r["subject"] for r in await conn.fetch("SELECT subject FROM rate_limits")] == ["new"]
+
+
+async def test_list_totals_follow_every_change_and_survive_compaction(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    from tests.conftest import bearer
+    from tests.vault_helpers import BULK_URL, entry, fake_uploads
+
+    token = await make_token("all")
+    institution_id = await conn.fetchval("SELECT id FROM institutions")
+    files = await fake_uploads(conn, institution_id=institution_id, count=7)
+    body = {"entries": [entry(f, n) for n, f in enumerate(files)]}
+    assert (await client.post(BULK_URL, json=body, headers=bearer(token))).status == 202
+    await conn.execute(
+        "UPDATE certificates SET status = 'failed' WHERE entry_index < 3;"
+        "UPDATE certificates SET status = 'generated' WHERE entry_index = 3;"
+        "DELETE FROM certificates WHERE entry_index = 6"
+    )
+
+    async def totals() -> dict[str, int]:
+        found = {}
+        for status in ("", "pending", "failed", "generated"):
+            query = f"?status={status}" if status else ""
+            page = await client.get(f"/business/certificate-vault{query}", headers=bearer(token))
+            found[status or "all"] = (await page.json())["meta"]["total"]
+        return found
+
+    expected = {"all": 6, "pending": 2, "failed": 3, "generated": 1}
+    assert await totals() == expected
+    assert await conn.fetchval("SELECT count(*) FROM certificate_counts") > 3
+    await maintenance.run_once(client.app[POOL], client.app[FILES])
+    assert await conn.fetchval("SELECT count(*) FROM certificate_counts") == 3
+    assert await totals() == expected

@@ -43,6 +43,8 @@ DETAIL_COLUMNS = (
     " i.phone_number AS institution_phone_number, i.address AS institution_address,"
     " i.contact_person AS institution_contact_person, i.website AS institution_website"
 )
+COMPACT_LOCK_KEY = 0x7661_756C_7401
+REFERENCE_PREFIX = "VEC-IC-"
 SEARCH_EXPRESSION = (
     "lower(coalesce(c.reference_id, '') || ' ' || c.certificate_title || ' ' || c.full_name"
     " || ' ' || c.applicant_email)"
@@ -86,7 +88,11 @@ def _where(filters: ListFilter) -> tuple[str, list[Any]]:
     if filters.batch_id:
         args.append(filters.batch_id)
         clauses.append(f"c.batch_id = (SELECT id FROM batches WHERE uuid = ${len(args)})")
-    if filters.search:
+    if filters.search and filters.search.upper().startswith(REFERENCE_PREFIX):
+        # a reference id, whole or its beginning: the unique index answers it directly
+        args.append(f"{_escape_like(filters.search.upper())}%")
+        clauses.append(f"c.reference_id LIKE ${len(args)}")
+    elif filters.search:
         args.append(f"%{_escape_like(filters.search.lower())}%")
         clauses.append(f"{SEARCH_EXPRESSION} LIKE ${len(args)}")
     return " AND ".join(clauses), args
@@ -104,8 +110,39 @@ async def list_certificates(
         limit,
         offset,
     )
-    total: int = await conn.fetchval(f"SELECT count(*) FROM certificates c WHERE {where}", *args)
+    if filters.search or filters.applicant_email or filters.batch_id:
+        total: int = await conn.fetchval(
+            f"SELECT count(*) FROM certificates c WHERE {where}", *args
+        )
+    else:
+        total = await count_certificates(
+            conn, institution_id=filters.institution_id, status=filters.status
+        )
     return list(rows), total
+
+
+async def count_certificates(conn: Connection, *, institution_id: int, status: str | None) -> int:
+    """From the counts the triggers keep (sql/0004): no scan of the institution's rows."""
+    total: int = await conn.fetchval(
+        "SELECT coalesce(sum(delta), 0)::bigint FROM certificate_counts"
+        " WHERE institution_id = $1 AND ($2::text IS NULL OR status = $2)",
+        institution_id,
+        status,
+    )
+    return total
+
+
+async def compact_counts(conn: Connection) -> None:
+    """Fold the count deltas into one row per institution and status (one replica at a time)."""
+    async with conn.transaction():
+        if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", COMPACT_LOCK_KEY):
+            await conn.execute(
+                "WITH gone AS (DELETE FROM certificate_counts"
+                " RETURNING institution_id, status, delta)"
+                " INSERT INTO certificate_counts (institution_id, status, delta)"
+                " SELECT institution_id, status, sum(delta) FROM gone"
+                " GROUP BY institution_id, status HAVING sum(delta) <> 0"
+            )
 
 
 async def find_certificate(
