@@ -153,9 +153,9 @@ def main() -> None:
     parser.add_argument("--dsn", default=None, help="default: a private embedded PostgreSQL")
     args = parser.parse_args()
     with private_database(args.dsn) as dsn, tempfile.TemporaryDirectory() as data_dir:
-        with service_process(dsn, Path(data_dir), workers=0) as base:
-            asyncio.run(post_runs(base, dsn, 1, args.entries))  # warm-up
-            posted = asyncio.run(post_runs(base, dsn, args.runs, args.entries))
+        with service_process(dsn, Path(data_dir), workers=0) as service:
+            asyncio.run(post_runs(service.base, dsn, 1, args.entries))  # warm-up
+            posted = asyncio.run(post_runs(service.base, dsn, args.runs, args.entries))
         copied = asyncio.run(copy_runs(dsn, args.runs, args.entries))
     print(f"bulk accept, {args.entries} entries, {args.runs} runs; {load_average()}")
     print(f"  POST → 202 : {summary(posted)}")

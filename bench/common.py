@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -48,9 +49,22 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Service:
+    base: str
+    pid: int
+
+    def rss_kb(self) -> int:
+        """Resident memory of the service process (its CPU pool workers not included)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
 @contextmanager
-def service_process(dsn: str, data_dir: Path, *, workers: int, **env: str) -> Iterator[str]:
-    """``vault-service serve`` on a free loopback port; yields its base URL."""
+def service_process(dsn: str, data_dir: Path, *, workers: int, **env: str) -> Iterator[Service]:
+    """``vault-service serve`` on a free loopback port."""
     port = free_port()
     environment = {
         **os.environ,
@@ -60,19 +74,20 @@ def service_process(dsn: str, data_dir: Path, *, workers: int, **env: str) -> It
         "PORT": str(port),
         "WORKERS": str(workers),
         "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_TOKEN": "0",
         **env,
     }
     process = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=environment)
-    base = f"http://127.0.0.1:{port}"
+    service = Service(f"http://127.0.0.1:{port}", process.pid)
     try:
-        asyncio.run(wait_ready(base))
-        yield base
+        asyncio.run(wait_ready(service.base))
+        yield service
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
 
 
-async def wait_ready(base: str, timeout_s: float = 60) -> None:
+async def wait_ready(base: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:

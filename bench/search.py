@@ -105,9 +105,8 @@ def main() -> None:
         started = time.perf_counter()
         _, token = asyncio.run(fill(dsn, args.certificates))
         print(f"filled {args.certificates} certificates in {time.perf_counter() - started:.0f} s")
-        env = {"RATE_LIMIT_PER_TOKEN": "0"}
-        with service_process(dsn, Path(data_dir), workers=0, **env) as base:
-            timings = asyncio.run(run(base, token, args.certificates, args.requests))
+        with service_process(dsn, Path(data_dir), workers=0) as service:
+            timings = asyncio.run(run(service.base, token, args.certificates, args.requests))
     print(f"list and search at {args.certificates} certificates; {load_average()}")
     for kind, values in timings.items():
         print(f"  {kind:17s}: {summary(values)}")

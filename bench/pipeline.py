@@ -1,0 +1,108 @@
+"""Certificates per second from 1-page PDF originals through the real service (workers on),
+beside the same artifact function in a tight loop on as many processes as cores, same run.
+
+    .venv/bin/python -m bench.pipeline [--certificates 600] [--workers 8] [--dsn ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.artifacts_loop import run_loop
+from bench.common import (
+    Service,
+    connection,
+    load_average,
+    make_institution_token,
+    private_database,
+    service_process,
+)
+from tests.samples import make_pdf
+
+
+async def submit(service: Service, dsn: str, token: str, count: int) -> str:
+    """One real upload, cloned into ``count`` file_ids sharing its stored original."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        form = aiohttp.FormData()
+        form.add_field("file", io.BytesIO(make_pdf()), filename="cert.pdf")
+        async with session.post(
+            f"{service.base}/business/certificate-vault/upload-file", data=form
+        ) as response:
+            file_id = (await response.json())["data"]["file_id"]
+        async with connection(dsn) as conn:
+            rows = await conn.fetch(
+                "INSERT INTO uploads (institution_id, storage_key, file_name, mime_type, size,"
+                " sha256, expires_at) SELECT institution_id, storage_key, file_name, mime_type,"
+                " size, sha256, expires_at"
+                " FROM uploads, generate_series(1, $2) WHERE uuid = $1::uuid RETURNING uuid",
+                file_id,
+                count,
+            )
+        entries = [
+            {
+                "certificate_title": "Certificate of Completion",
+                "full_name": f"Student {n}",
+                "applicant_email": f"s{n}@example.com",
+                "file_id": str(r["uuid"]),
+            }
+            for n, r in enumerate(rows)
+        ]
+        async with session.post(
+            f"{service.base}/business/certificate-vault/bulk", json={"entries": entries}
+        ) as response:
+            assert response.status == 202, await response.text()
+            batch_id: str = (await response.json())["data"]["batch_id"]
+        return batch_id
+
+
+async def wait_done(service: Service, token: str, batch_id: str) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        while True:
+            async with session.get(
+                f"{service.base}/business/certificate-vault/batches/{batch_id}"
+            ) as response:
+                batch: dict[str, object] = (await response.json())["data"]
+            if batch["status"] != "processing":
+                return batch
+            await asyncio.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--certificates", type=int, default=600)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--loop-seconds", type=float, default=8)
+    parser.add_argument("--dsn", default=None)
+    args = parser.parse_args()
+    processes = os.cpu_count() or 1
+    loop_rate = run_loop(args.loop_seconds, processes)
+    with private_database(args.dsn) as dsn, tempfile.TemporaryDirectory() as data_dir:
+        _, token = asyncio.run(make_institution_token(dsn))
+        env = {"CPU_PROCESSES": str(processes), "POLL_INTERVAL_S": "0.2"}
+        with service_process(dsn, Path(data_dir), workers=args.workers, **env) as service:
+            started = time.perf_counter()
+            batch_id = asyncio.run(submit(service, dsn, token, args.certificates))
+            batch = asyncio.run(wait_done(service, token, batch_id))
+            elapsed = time.perf_counter() - started
+    service_rate = args.certificates / elapsed
+    print(f"pipeline, {args.certificates} one-page PDF certificates; {load_average()}")
+    print(f"  tight loop, {processes} processes : {loop_rate:6.1f} certificates/s")
+    print(
+        f"  through the service        : {service_rate:6.1f} certificates/s"
+        f" (batch {batch['status']})"
+    )
+    print(f"  ratio: {service_rate / loop_rate:.2f}x (goal ≥ 0.8x)")
+
+
+if __name__ == "__main__":
+    main()
