@@ -163,6 +163,10 @@ class Settings:
     webhook_disable_after_s: float = env(
         "WEBHOOK_DISABLE_AFTER_S", _float(60, 90 * 86400), default=86400.0
     )
+    # finished deliveries (and their attempts) older than this are purged by housekeeping
+    webhook_retention_s: float = env(
+        "WEBHOOK_RETENTION_S", _float(3600, 3650 * 86400), default=30 * 86400.0
+    )
     # Rate limits (requests per minute)
     rate_limit_per_token: int = env("RATE_LIMIT_PER_TOKEN", _int(0, 10**7), default=1200)
     rate_limit_public_per_ip: int = env("RATE_LIMIT_PUBLIC_PER_IP", _int(0, 10**7), default=60)

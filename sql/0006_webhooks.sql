@@ -49,6 +49,9 @@ CREATE TABLE webhook_deliveries (
         FOREIGN KEY (endpoint_id) REFERENCES webhook_endpoints (id) ON DELETE CASCADE
 );
 CREATE INDEX ix__webhook_deliveries__endpoint_id__id ON webhook_deliveries (endpoint_id, id DESC);
+-- housekeeping: finished deliveries, oldest first (pending ones are never purged)
+CREATE INDEX ix__webhook_deliveries__finished_at ON webhook_deliveries (finished_at)
+    WHERE finished_at IS NOT NULL;
 -- one "created" per certificate and endpoint: a batch's fan-out job may run again after a crash
 CREATE UNIQUE INDEX uq__webhook_deliveries__created ON webhook_deliveries (endpoint_id, certificate_id)
     WHERE event = 'certificate_application.created';

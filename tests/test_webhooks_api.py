@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.data import webhooks as webhook_data
 from service.webhooks import events
 from tests.conftest import TokenFactory, bearer
 
@@ -225,3 +226,29 @@ async def test_endpoints_per_institution_are_capped(
     page = await (await client.get(f"{URL}?per_page=5&page=2", headers=bearer(token))).json()
     assert len(page["data"]) == 5 and page["meta"]["total"] == 20
     assert page["data"][0]["url"] == f"{TARGET}/14"  # newest first
+
+
+async def test_housekeeping_purges_old_finished_deliveries_only(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    token = await make_token("webhooks:manage")
+    endpoint_id = (await create(client, token))["data"]["id"]
+    for _ in range(3):
+        await client.post(f"{URL}/{endpoint_id}/test", headers=bearer(token))
+    old, recent, pending = [
+        r["id"] for r in await conn.fetch("SELECT id FROM webhook_deliveries ORDER BY id")
+    ]
+    await conn.execute(
+        "UPDATE webhook_deliveries SET status = 'delivered', finished_at = now() - CASE id"
+        " WHEN $1 THEN interval '40 days' ELSE interval '1 day' END WHERE id = ANY($2::bigint[])",
+        old,
+        [old, recent],
+    )
+    await conn.execute(
+        "INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, status_code, duration_ms)"
+        " SELECT id, endpoint_id, 1, 200, 5 FROM webhook_deliveries"
+    )
+    assert await webhook_data.purge_finished(conn, older_than_s=30 * 86400) == 1
+    left = await conn.fetch("SELECT id FROM webhook_deliveries ORDER BY id")
+    assert [r["id"] for r in left] == [recent, pending]
+    assert await conn.fetchval("SELECT count(*) FROM webhook_attempts") == 2

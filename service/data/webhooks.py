@@ -205,6 +205,16 @@ async def insert_ping(
     return row
 
 
+async def purge_finished(conn: Connection, *, older_than_s: float, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` deliveries finished more than ``older_than_s`` ago (attempts too)."""
+    status = await conn.execute(
+        "DELETE FROM webhook_deliveries WHERE id = ANY (ARRAY(SELECT id FROM webhook_deliveries"
+        " WHERE finished_at < now() - make_interval(secs => $1) ORDER BY finished_at LIMIT $2))",
+        *(older_than_s, limit),
+    )
+    return int(status.split()[-1])
+
+
 # --- the delivery job ---
 
 
