@@ -333,6 +333,27 @@ async def test_a_failing_finalizer_turns_into_a_retry_without_harming_the_others
     assert [r["attempt"] for r in attempts] == [1, 1, 1, 2, 1, 1]
 
 
+async def test_a_hanging_finalizer_is_cut_off_and_retried(
+    conn: asyncpg.Connection, dsn: str, done_table: None
+) -> None:
+    async def run(ctx: JobContext) -> Finalizer:
+        recorded = record_completion(ctx, "w")
+
+        async def finalize(conn: Connection) -> None:
+            await recorded(conn)
+            if ctx.attempt == 1:
+                await asyncio.sleep(30)  # never returns in time
+
+        return finalize
+
+    job_type = JobType("t", run, backoff=lambda a: 0.0)
+    async with running_engine(dsn, [job_type], statement_timeout_s=0.3, poll_interval_s=0.05):
+        await enqueue(conn, "t", ref_id=1)
+        await wait_until(lambda: queue_empty(conn))
+    rows = await conn.fetch("SELECT attempt FROM queue_test_done")
+    assert [r["attempt"] for r in rows] == [2]
+
+
 async def test_a_failing_on_exhausted_is_retried_without_running_the_job(
     conn: asyncpg.Connection, dsn: str
 ) -> None:

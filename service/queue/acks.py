@@ -18,6 +18,7 @@ import asyncpg
 from service.data import Connection
 from service.queue import store
 from service.queue.types import (
+    EngineConfig,
     Finalizer,
     JobContext,
     JobType,
@@ -77,13 +78,15 @@ def failed(
     return Outcome(job, error=error, retry_in_s=retry_in_s)
 
 
-async def _exhaust(conn: Connection, outcome: Outcome, error: str) -> tuple[Result, Outcome]:
+async def _exhaust(
+    conn: Connection, outcome: Outcome, error: str, timeout_s: float
+) -> tuple[Result, Outcome]:
     job = outcome.job
     handler = job.job_type.on_exhausted
     if handler is None:
         return Result.EXHAUSTED, outcome
     try:
-        async with conn.transaction():
+        async with asyncio.timeout(timeout_s), conn.transaction():
             await handler(conn, job.ctx, error)
     except Exception:
         # Keep the job, out of attempts: its next claim goes straight to on_exhausted.
@@ -94,13 +97,14 @@ async def _exhaust(conn: Connection, outcome: Outcome, error: str) -> tuple[Resu
     return Result.EXHAUSTED, outcome
 
 
-async def _settle(conn: Connection, outcome: Outcome) -> tuple[Result, Outcome]:
-    """Run the outcome's finalizer or on_exhausted; say what to write for the job."""
+async def _settle(conn: Connection, outcome: Outcome, timeout_s: float) -> tuple[Result, Outcome]:
+    """Run the outcome's finalizer or on_exhausted (each in a savepoint, within
+    ``timeout_s``); say what to write for the job."""
     if outcome.error is None:
         if outcome.finalizer is None:
             return Result.COMPLETED, outcome
         try:
-            async with conn.transaction():
+            async with asyncio.timeout(timeout_s), conn.transaction():
                 await outcome.finalizer(conn)
         except Exception as exc:
             ctx = outcome.job.ctx
@@ -110,7 +114,7 @@ async def _settle(conn: Connection, outcome: Outcome) -> tuple[Result, Outcome]:
             return Result.COMPLETED, outcome
     if outcome.retry_in_s is not None:
         return Result.RETRIED, outcome
-    return await _exhaust(conn, outcome, outcome.error or "failed")
+    return await _exhaust(conn, outcome, outcome.error or "failed", timeout_s)
 
 
 def _keys(outcomes: Sequence[Outcome]) -> tuple[list[int], list[int]]:
@@ -154,7 +158,7 @@ async def write_outcomes(
         results: list[tuple[Result, Outcome]] = []
         for outcome in outcomes:
             if outcome.job.ctx.lease_token in held:
-                results.append(await _settle(conn, outcome))
+                results.append(await _settle(conn, outcome, timeout_s))
             else:
                 results.append((Result.STALE, outcome))
         await _write_settled(conn, [r for r in results if r[0] is not Result.STALE], timeout_s)
@@ -171,20 +175,17 @@ class AckBuffer:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        config: EngineConfig,
         *,
-        interval_s: float,
-        batch: int,
-        statement_timeout_s: float,
-        acquire_timeout_s: float,
         write_lock: asyncio.Lock,
         on_written: Written,
         urgent: Callable[[], bool],
     ) -> None:
         self._pool = pool
-        self._interval_s = interval_s
-        self._batch = batch
-        self._timeout = statement_timeout_s
-        self._acquire_timeout = acquire_timeout_s
+        self._interval_s = config.ack_interval_s
+        self._batch = config.ack_batch
+        self._timeout = config.statement_timeout_s
+        self._acquire_timeout = config.acquire_timeout_s
         self._lock = write_lock
         self._on_written = on_written
         self._urgent = urgent

@@ -63,14 +63,7 @@ class Engine:
         self._reclaimed_at = 0.0
         write_lock = asyncio.Lock()  # heartbeats and acks never interleave
         self._acks = AckBuffer(
-            pool,
-            interval_s=config.ack_interval_s,
-            batch=config.ack_batch,
-            statement_timeout_s=config.statement_timeout_s,
-            acquire_timeout_s=config.acquire_timeout_s,
-            write_lock=write_lock,
-            on_written=self._written,
-            urgent=self._starved,
+            pool, config, write_lock=write_lock, on_written=self._written, urgent=self._starved
         )
         sweep_s = min(1.0, max(0.01, min(self._timeouts.values(), default=1.0) / 20))
         self._leases = LeaseKeeper(
