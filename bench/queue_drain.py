@@ -280,9 +280,7 @@ async def pgqueuer_drain(admin_dsn: str, args: argparse.Namespace) -> float | No
             await c.close()
 
 
-async def run(admin_dsn: str, args: argparse.Namespace) -> None:
-    await configure(admin_dsn)
-    print(load())
+async def one_round(admin_dsn: str, args: argparse.Namespace) -> dict[str, float | None]:
     rates: dict[str, float | None] = {}
     for name in args.order.split(","):
         if name == "engine":
@@ -290,9 +288,23 @@ async def run(admin_dsn: str, args: argparse.Namespace) -> None:
         elif name == "pgqueuer" and not args.skip_pgqueuer:
             rates[name] = await pgqueuer_drain(admin_dsn, args)
         print(load())
-    ours, theirs = rates.get("engine"), rates.get("pgqueuer")
-    if ours and theirs:
-        print(f"job engine / PgQueuer: {ours / theirs:.2f}x")
+    return rates
+
+
+async def run(admin_dsn: str, args: argparse.Namespace) -> None:
+    await configure(admin_dsn)
+    print(load())
+    ratios = []
+    for number in range(1, args.rounds + 1):
+        print(f"--- round {number} of {args.rounds}")
+        rates = await one_round(admin_dsn, args)
+        ours, theirs = rates.get("engine"), rates.get("pgqueuer")
+        if ours and theirs:
+            ratios.append(ours / theirs)
+            print(f"job engine / PgQueuer: {ours / theirs:.2f}x")
+    if len(ratios) > 1:
+        print("ratios:", " ".join(f"{r:.2f}x" for r in ratios), end=", ")
+        print(f"median {statistics.median(ratios):.2f}x")
 
 
 def main() -> None:
@@ -300,12 +312,13 @@ def main() -> None:
     parser.add_argument("--dsn", help="a server to use (default: a private embedded one)")
     parser.add_argument("--jobs", type=int, default=450_000)
     parser.add_argument("--segment", type=int, default=50_000)
-    parser.add_argument("--workers", type=int, default=1000, help="engine: jobs in flight")
-    parser.add_argument("--claim-batch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2000, help="engine: jobs in flight")
+    parser.add_argument("--claim-batch", type=int, default=200)
     parser.add_argument("--samples", type=int, default=200, help="idle latency samples")
-    parser.add_argument("--pgq-tasks", type=int, default=5, help="PgQueuer dequeue tasks")
+    parser.add_argument("--pgq-tasks", type=int, default=3, help="PgQueuer dequeue tasks")
     parser.add_argument("--pgq-batch", type=int, default=100, help="PgQueuer batch size")
     parser.add_argument("--order", default="pgqueuer,engine")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the drains, same server")
     parser.add_argument("--skip-pgqueuer", action="store_true")
     parser.add_argument("--uvloop", action="store_true", help="run both on uvloop")
     args = parser.parse_args()
