@@ -27,6 +27,8 @@ UUID_PATTERN = re.compile(
 )
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 EMAIL_VALIDATOR = validate.Email()
+# documents that a blank value counts as missing
+NOT_BLANK = r"\S"
 
 
 class Text(fields.String):
@@ -77,12 +79,17 @@ class EntrySchema(Schema):
         metadata={
             "description": "Title of the certificate",
             "example": "Certificate of Achievement",
+            "pattern": NOT_BLANK,
         },
     )
     full_name = Text(
         required=True,
         validate=validate.Length(max=NAME_MAX),
-        metadata={"description": "Full name of the certificate recipient", "example": "John Smith"},
+        metadata={
+            "description": "Full name of the certificate recipient",
+            "example": "John Smith",
+            "pattern": NOT_BLANK,
+        },
     )
     applicant_email = Text(
         required=True,

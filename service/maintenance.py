@@ -6,53 +6,71 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 
 from service import ratelimit
+from service.config import Settings
 from service.data import certificates as certificate_data
 from service.data import idempotency as key_data
+from service.data import webhooks as webhook_data
 from service.files.base import FileStore, StorageError
 from service.keys import POOL, SETTINGS
 from service.resources import FILES
 from service.uploads import sweep_expired
 
 log = logging.getLogger(__name__)
+WEBHOOK_PURGE_BATCH = 10_000
 TRANSIENT = (OSError, StorageError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-async def run_once(pool: asyncpg.Pool, files: FileStore) -> None:
+async def _until_done(purge: Callable[[], Awaitable[int]], batch: int) -> int:
+    """Run a batched purge until a batch comes back short; return how many rows went."""
+    total = purged = await purge()
+    while purged >= batch:
+        purged = await purge()
+        total += purged
+    return total
+
+
+async def run_once(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> None:
     swept = await sweep_expired(pool, files)
     async with pool.acquire() as conn:
-        windows = purged = await ratelimit.purge_expired(conn)
-        while purged == ratelimit.PURGE_BATCH:
-            purged = await ratelimit.purge_expired(conn)
-            windows += purged
+        windows = await _until_done(lambda: ratelimit.purge_expired(conn), ratelimit.PURGE_BATCH)
+        deliveries = await _until_done(
+            lambda: webhook_data.purge_finished(
+                conn, older_than_s=settings.webhook_retention_s, limit=WEBHOOK_PURGE_BATCH
+            ),
+            WEBHOOK_PURGE_BATCH,
+        )
         keys = await key_data.purge_expired(conn)
         await certificate_data.compact_counts(conn)
-    if swept or keys:
+    if swept or keys or deliveries:
         log.info(
-            "housekeeping: %d expired uploads, %d idempotency keys, %d rate windows",
+            "housekeeping: %d expired uploads, %d idempotency keys, %d rate windows,"
+            " %d old webhook deliveries",
             swept,
             keys,
             windows,
+            deliveries,
         )
 
 
-async def run_forever(pool: asyncpg.Pool, files: FileStore, interval_s: float) -> None:
+async def run_forever(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> None:
     while True:
         try:
-            await run_once(pool, files)
+            await run_once(pool, files, settings)
         except TRANSIENT as exc:
             log.warning("housekeeping failed, will retry: %s", exc)
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(settings.maintenance_interval_s)
 
 
 async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
-    interval_s = app[SETTINGS].maintenance_interval_s
-    task = asyncio.create_task(run_forever(app[POOL], app[FILES], interval_s), name="maintenance")
+    task = asyncio.create_task(
+        run_forever(app[POOL], app[FILES], app[SETTINGS]), name="maintenance"
+    )
     try:
         yield
     finally:

@@ -97,9 +97,7 @@ async def limit_failed_auth(
 ) -> None:
     """After a bearer token did not resolve: count the failure, and answer 429 instead of 401
     once the address failed too often this minute. Good tokens are never counted or slowed."""
-    await enforce(
-        conn, bucket=FAILED_AUTH_BUCKET, subject=client_subject(remote), limit=per_minute
-    )
+    await enforce(conn, bucket=FAILED_AUTH_BUCKET, subject=client_subject(remote), limit=per_minute)
 
 
 async def limit_token(conn: Connection, *, token_id: int, per_minute: int) -> RateDecision:

@@ -6,7 +6,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from service import maintenance
-from service.keys import POOL
+from service.keys import POOL, SETTINGS
 from service.resources import FILES
 from tests.conftest import TokenFactory
 
@@ -27,7 +27,7 @@ async def test_housekeeping_purges_expired_keys_and_rate_windows(
         " ('b', 'old', now() - interval '2 minutes', now() - interval '1 minute', 1),"
         " ('b', 'new', now(), now() + interval '1 minute', 1)"
     )
-    await maintenance.run_once(client.app[POOL], client.app[FILES])
+    await maintenance.run_once(client.app[POOL], client.app[FILES], client.app[SETTINGS])
     assert [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")] == ["fresh"]
     assert [r["subject"] for r in await conn.fetch("SELECT subject FROM rate_limits")] == ["new"]
 
@@ -60,6 +60,6 @@ async def test_list_totals_follow_every_change_and_survive_compaction(
     expected = {"all": 6, "pending": 2, "failed": 3, "generated": 1}
     assert await totals() == expected
     assert await conn.fetchval("SELECT count(*) FROM certificate_counts") > 3
-    await maintenance.run_once(client.app[POOL], client.app[FILES])
+    await maintenance.run_once(client.app[POOL], client.app[FILES], client.app[SETTINGS])
     assert await conn.fetchval("SELECT count(*) FROM certificate_counts") == 3
     assert await totals() == expected

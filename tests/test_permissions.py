@@ -1,4 +1,4 @@
-"""Every business route × every permission: only the declared one passes, the 403 names it."""
+"""Every business route x every permission: only the declared one passes, the 403 names it."""
 
 from __future__ import annotations
 

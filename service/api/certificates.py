@@ -19,7 +19,6 @@ from service.api.downloads import stream_file
 from service.api.routing import secured
 from service.api.vault_schemas import (
     BulkAcceptedSchema,
-    BulkErrorSchema,
     BulkRequestSchema,
     CertificateActionSchema,
     CertificateEnvelopeSchema,
@@ -32,6 +31,8 @@ from service.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
 TAGS = ["Certificate Vault"]
+# only UUIDs: "upload-file", "bulk" and "batches" must never look like a certificate id
+UUID_RE = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 CERTIFICATE_QUERY = CertificateQuerySchema()
 IDEMPOTENCY_PARAMETER = {
     "in": "header",
@@ -50,12 +51,11 @@ IDEMPOTENCY_PARAMETER = {
     description="Upload the files with /upload-file first, then submit entries referencing"
     " their file_id values. Processing is asynchronous; track it with the batch_id.",
     tags=TAGS,
-    statuses=[409, 413, 415],
+    statuses=[409, 413, 415, 422],
     parameters=[IDEMPOTENCY_PARAMETER],
 )
 @request_schema(BulkRequestSchema, required=True)
 @response_schema(BulkAcceptedSchema, 202, description="Bulk upload queued for processing")
-@response_schema(BulkErrorSchema, 422, description="Validation error (duplicates, file_ids)")
 async def create_bulk(request: web.Request) -> web.Response:
     app = request.app
     caller = principal(request)
@@ -129,7 +129,7 @@ async def find_own(request: web.Request) -> dict[str, object]:
     return dict(row)
 
 
-@routes.get("/business/certificate-vault/{uuid}")
+@routes.get("/business/certificate-vault/{uuid:" + UUID_RE + "}")
 @secured("certificate-vault:view", summary="A vault certificate", tags=TAGS, statuses=[404])
 @response_schema(CertificateEnvelopeSchema, 200)
 async def get_certificate(request: web.Request) -> web.Response:
@@ -139,7 +139,7 @@ async def get_certificate(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/business/certificate-vault/{uuid}/retry")
+@routes.post("/business/certificate-vault/{uuid:" + UUID_RE + "}/retry")
 @secured(
     "certificate-vault:update",
     summary="Retry a failed vault certificate",
@@ -161,7 +161,7 @@ async def retry_certificate(request: web.Request) -> web.Response:
     return json_response({"message": "Vault certificate retry initiated", "data": detail})
 
 
-@routes.get("/business/certificate-vault/{uuid}/download")
+@routes.get("/business/certificate-vault/{uuid:" + UUID_RE + "}/download")
 @secured(
     "certificate-vault:download",
     summary="Download the verified PDF",
@@ -181,7 +181,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.get("/business/certificate-vault/{uuid}/original")
+@routes.get("/business/certificate-vault/{uuid:" + UUID_RE + "}/original")
 @secured(
     "certificate-vault:download",
     summary="Download the original file as uploaded",

@@ -59,6 +59,28 @@ class PageQuerySchema(Schema):
     per_page = fields.Integer(load_default=15, validate=validate.Range(min=1, max=100))
 
 
+UNPROCESSABLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {
+        "message": {"type": "string"},
+        "errors": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+                {"type": "array", "items": {"type": "string"}},
+            ]
+        },
+    },
+    "example": {
+        "message": "Some file_ids could not be resolved",
+        "errors": ["Entry 0: file_id 9e3b101f-c264-4f97-945f-20dfa7163768 not found"],
+    },
+}
+
+
 def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
     """The documented error responses of an operation, by status."""
     catalogue: dict[int, dict[str, Any]] = {
@@ -68,7 +90,12 @@ def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
         409: {"description": "Conflict", "schema": MessageSchema},
         413: {"description": "Request too large", "schema": MessageSchema},
         415: {"description": "Unsupported content type", "schema": MessageSchema},
-        422: {"description": "Validation error", "schema": FieldErrorsSchema},
+        422: {
+            "description": "Validation error: `errors` maps fields to messages, or (bulk"
+            " entries) lists `Entry N: ...` lines; a problem with the request as a whole has"
+            " only `message`",
+            "content": {"application/json": {"schema": UNPROCESSABLE_SCHEMA}},
+        },
         429: {"description": "Too many requests", "schema": MessageSchema},
         500: {"description": "Server error", "schema": ServerErrorSchema},
         503: {"description": "Database unavailable", "schema": ServerErrorSchema},

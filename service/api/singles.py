@@ -36,8 +36,8 @@ SINGLE_BODY = {
                 "type": "object",
                 "required": ["certificate_title", "full_name", "applicant_email", FIELD],
                 "properties": {
-                    "certificate_title": _string("Title of the certificate", 255),
-                    "full_name": _string("Full name of the recipient", 255),
+                    "certificate_title": _string("Title of the certificate", 255, pattern=r"\S"),
+                    "full_name": _string("Full name of the recipient", 255, pattern=r"\S"),
                     "applicant_email": _string("Email of the recipient", 255, format="email"),
                     "issue_date": {"type": "string", "format": "date"},
                     "details": _string("Additional details", 1000),

@@ -33,17 +33,6 @@ class BulkAcceptedSchema(Schema):
     data = fields.Nested(BulkAcceptedDataSchema, required=True)
 
 
-class BulkErrorSchema(Schema):
-    message = fields.String(
-        required=True, metadata={"example": "Some file_ids could not be resolved"}
-    )
-    errors = fields.List(
-        fields.String(),
-        required=True,
-        metadata={"example": ["Entry 0: file_id 9e3b101f-c264-4f97-945f-20dfa7163768 not found"]},
-    )
-
-
 class StatusSchema(Schema):
     value = fields.String(required=True, validate=validate.OneOf(STATUS_VALUES))
     label = fields.String(required=True)

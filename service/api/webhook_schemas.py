@@ -31,7 +31,15 @@ class WebhookCreateSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # secret, active, institution_id, ... are not for the caller to set
 
-    url = fields.String(required=True, validate=validate.Length(min=1, max=MAX_URL_CHARS))
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_URL_CHARS),
+        metadata={
+            "format": "uri",
+            "pattern": "^https?://[^/?#\\s]+",
+            "example": "https://example.org/hooks/vault",
+        },
+    )
     events = fields.List(
         fields.String(validate=validate.Length(max=128)),
         required=True,
