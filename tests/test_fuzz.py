@@ -139,7 +139,9 @@ def run_schemathesis(base: str, token: str, config: Path) -> subprocess.Complete
         "1",
         "--no-color",
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=900, check=False, cwd=config.parent
+    )
 
 
 @pytest.mark.parametrize("institution", ["Alpha University", "Beta College"])
