@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from aiohttp import web
@@ -199,10 +199,10 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vault-service", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
+
+def add_process_commands(sub: Subparsers) -> None:
     serve = sub.add_parser("serve", help="run the HTTP API (and workers)")
     serve.add_argument(
         "--workers", type=int, default=None, help="job workers in this process (0: API only)"
@@ -212,56 +212,65 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="create a demo institution and token once"
     )
     serve.set_defaults(func=None)
-
-    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(
-        func=cmd_migrate
-    )
-
     worker = sub.add_parser("worker", help="run only job workers (no HTTP)")
     worker.add_argument("--workers", type=int, default=None, help="jobs in flight at once")
     worker.set_defaults(func=cmd_worker)
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(func=cmd_migrate)
 
+
+def add_institution_commands(sub: Subparsers) -> None:
+    institutions = sub.add_parser("institutions").add_subparsers(dest="action", required=True)
+    create = institutions.add_parser("create", help="register an institution")
+    create.add_argument("--name", required=True)
+    create.add_argument("--email", required=True)
+    for option in ("--phone", "--address", "--contact-person", "--website"):
+        create.add_argument(option)
+    create.set_defaults(func=cmd_institutions_create)
+    institutions.add_parser("list").set_defaults(func=cmd_institutions_list)
+
+
+def add_token_commands(sub: Subparsers) -> None:
+    tokens = sub.add_parser("tokens").add_subparsers(dest="action", required=True)
+    create = tokens.add_parser("create", help="issue an API token (printed once)")
+    create.add_argument("--institution", required=True, help="id, uuid or name")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--permission", action="append", required=True, help="repeatable; 'all' for every one"
+    )
+    create.set_defaults(func=cmd_tokens_create)
+    listing = tokens.add_parser("list", help="list tokens (never shows secrets)")
+    listing.add_argument("--institution")
+    listing.set_defaults(func=cmd_tokens_list)
+    revoke = tokens.add_parser("revoke", help="revoke a token by uuid or prefix")
+    revoke.add_argument("token")
+    revoke.set_defaults(func=cmd_tokens_revoke)
+
+
+def add_vault_commands(sub: Subparsers) -> None:
     recipients = sub.add_parser("recipients").add_subparsers(dest="action", required=True)
     add = recipients.add_parser("add", help="register a known recipient account")
     add.add_argument("--email", required=True)
     add.add_argument("--name", required=True)
     add.set_defaults(func=cmd_recipients_add)
     recipients.add_parser("list").set_defaults(func=cmd_recipients_list)
-
     certificates = sub.add_parser("certificates").add_subparsers(dest="action", required=True)
-    revoke_cert = certificates.add_parser("revoke", help="revoke a generated certificate")
-    revoke_cert.add_argument("certificate", help="uuid or reference id")
-    revoke_cert.add_argument("--reason", default=None)
-    revoke_cert.set_defaults(func=cmd_certificates_revoke)
+    revoke = certificates.add_parser("revoke", help="revoke a generated certificate")
+    revoke.add_argument("certificate", help="uuid or reference id")
+    revoke.add_argument("--reason", default=None)
+    revoke.set_defaults(func=cmd_certificates_revoke)
 
-    institutions = sub.add_parser("institutions").add_subparsers(dest="action", required=True)
-    create = institutions.add_parser("create", help="register an institution")
-    create.add_argument("--name", required=True)
-    create.add_argument("--email", required=True)
-    create.add_argument("--phone")
-    create.add_argument("--address")
-    create.add_argument("--contact-person")
-    create.add_argument("--website")
-    create.set_defaults(func=cmd_institutions_create)
-    institutions.add_parser("list").set_defaults(func=cmd_institutions_list)
 
-    tokens = sub.add_parser("tokens").add_subparsers(dest="action", required=True)
-    token_create = tokens.add_parser("create", help="issue an API token (printed once)")
-    token_create.add_argument("--institution", required=True, help="id, uuid or name")
-    token_create.add_argument("--name", required=True)
-    token_create.add_argument(
-        "--permission",
-        action="append",
-        required=True,
-        help="repeatable; 'all' for every permission",
-    )
-    token_create.set_defaults(func=cmd_tokens_create)
-    token_list = tokens.add_parser("list", help="list tokens (never shows secrets)")
-    token_list.add_argument("--institution")
-    token_list.set_defaults(func=cmd_tokens_list)
-    revoke = tokens.add_parser("revoke", help="revoke a token by uuid or prefix")
-    revoke.add_argument("token")
-    revoke.set_defaults(func=cmd_tokens_revoke)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vault-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_commands in (
+        add_process_commands,
+        add_institution_commands,
+        add_token_commands,
+        add_vault_commands,
+    ):
+        add_commands(sub)
     return parser
 
 
