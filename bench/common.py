@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import signal
@@ -60,6 +61,20 @@ class Service:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
+
+    def tree_rss_kb(self) -> int:
+        """Resident memory of the service process and all its descendants (its CPU pool)."""
+        return _tree_rss_kb(self.pid)
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total = Service("", pid).rss_kb()
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            total += sum(_tree_rss_kb(int(child)) for child in children.read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a process that ended while we looked
+    return total
 
 
 @contextmanager
@@ -123,6 +138,32 @@ async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+async def cloned_uploads(
+    service: Service, dsn: str, token: str, data: bytes, count: int
+) -> list[str]:
+    """One real upload of ``data``, cloned into ``count`` file_ids sharing its stored file, so
+    that workers process real originals without ``count`` uploads."""
+    form = aiohttp.FormData()
+    form.add_field("file", io.BytesIO(data), filename="cert.pdf")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.post(f"{service.base}/business/certificate-vault/upload-file", data=form) as r,
+    ):
+        assert r.status == 201, await r.text()
+        file_id = (await r.json())["data"]["file_id"]
+    async with connection(dsn) as conn:
+        rows = await conn.fetch(
+            "INSERT INTO uploads (institution_id, storage_key, file_name, mime_type, size,"
+            " sha256, expires_at) SELECT institution_id, storage_key, file_name, mime_type,"
+            " size, sha256, expires_at"
+            " FROM uploads, generate_series(1, $2) WHERE uuid = $1::uuid RETURNING uuid",
+            file_id,
+            count,
+        )
+    return [str(row["uuid"]) for row in rows]
 
 
 def percentile(values: list[float], fraction: float) -> float:
