@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import itertools
 import json
 import math
 import random
@@ -16,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,7 @@ class Run:
     traffic: Traffic
     slots: asyncio.Semaphore
     tallies: dict[str, Tally]
+    schedule: random.Random  # its own generator: the arrivals do not depend on the answers
     waited: int = 0  # arrivals that found every slot taken and queued in the client
 
     async def fire(self, session: aiohttp.ClientSession, kind: str, scheduled: float) -> None:
@@ -206,14 +208,17 @@ class Run:
         async with session.request(request.method, url, headers=headers, **options) as response:
             return response.status, await response.read()
 
-    async def drive(self, rates: dict[str, float], duration: float, timeout: float) -> None:
-        """Fire every arrival at its scheduled time, whatever the answers; then wait up to
-        ``timeout`` s for the last ones and cancel what is left (counted as errors)."""
+    async def drive(
+        self, rates: dict[str, float], duration: float, timeout: float, *, first: Iterable[str] = ()
+    ) -> None:
+        """Fire ``first`` at once, then every arrival at its scheduled time whatever the answers;
+        wait up to ``timeout`` s for the last ones and cancel what is left (counted as errors)."""
         loop = asyncio.get_running_loop()
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         async with aiohttp.ClientSession(timeout=client_timeout) as session:
             start, tasks = loop.time(), set()
-            for at, kind in arrivals(rates, duration, self.traffic.rng):
+            schedule = arrivals(rates, duration, self.schedule)
+            for at, kind in itertools.chain(((0.0, kind) for kind in first), schedule):
                 await asyncio.sleep(max(0.0, start + at - loop.time()))
                 tasks.add(asyncio.create_task(self.fire(session, kind, start + at)))
             if tasks:
@@ -281,12 +286,13 @@ async def measure(service: Service, dsn: str, institution_id: int, token: str, a
     bulks = math.ceil(2 * rates.get("bulk", 0) * (args.warmup + args.duration)) + 2
     stock = await cloned_uploads(service, dsn, token, make_pdf(), bulks * args.bulk_entries)
     pdf = padded_pdf(args.upload_kb * 1024)
-    traffic = Traffic(random.Random(args.seed), pdf, args.bulk_entries, stock)
+    traffic = Traffic(random.Random(f"content {args.seed}"), pdf, args.bulk_entries, stock)
     watch = Watch(dsn, institution_id, service)
     background = [asyncio.create_task(watch.ids(traffic)), asyncio.create_task(watch.rss())]
     try:
-        if args.warmup > 0:
-            await new_run(service, token, traffic, args).drive(rates, args.warmup, args.timeout)
+        # a batch at once, so that the measured run knows batch, certificate and reference ids
+        warmup = new_run(service, token, traffic, args)
+        await warmup.drive(rates, args.warmup, args.timeout, first=["bulk"])
         await measured(new_run(service, token, traffic, args), watch, rates, args)
     finally:
         for task in background:
@@ -309,15 +315,16 @@ async def measured(run: Run, watch: Watch, rates: dict[str, float], args: Any) -
     )
     print(
         f"  certificates generated during the run: {after['generated'] - before['generated']}"
-        f" of {run.traffic.made - made} bulk entries; queued or in progress at the end:"
-        f" {after['pending'] + after['processing']}; failed: {after['failed']}"
+        f" (bulk entries submitted in it: {run.traffic.made - made}); queued or in progress"
+        f" at the end: {after['pending'] + after['processing']}; failed: {after['failed']}"
     )
     print(f"  load generator CPU {cpu:.1f} s; at the end {load_average()}")
 
 
 def new_run(service: Service, token: str, traffic: Traffic, args: Any) -> Run:
     slots = asyncio.Semaphore(args.max_in_flight)
-    return Run(service, token, traffic, slots, {kind: Tally() for kind in LABELS})
+    tallies = {kind: Tally() for kind in LABELS}
+    return Run(service, token, traffic, slots, tallies, random.Random(args.seed))
 
 
 def report(run: Run, rates: dict[str, float], args: Any, started_load: str) -> None:
@@ -371,7 +378,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60, help="seconds measured")
     parser.add_argument("--rate", type=float, default=40, help="arrivals per second, all routes")
     parser.add_argument("--mix", default=DEFAULT_MIX, help="relative weights of the routes")
-    parser.add_argument("--warmup", type=float, default=5, help="seconds of load not measured")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of load, not measured")
     parser.add_argument("--upload-kb", type=int, default=200)
     parser.add_argument("--bulk-entries", type=int, default=50)
     parser.add_argument("--workers", type=int, default=8, help="job workers in the service")
