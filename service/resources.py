@@ -77,11 +77,17 @@ class CpuPool:
 CPU = web.AppKey("cpu", CpuPool)
 
 
+# Uploads are validated in a pool of their own, so an interactive upload never queues behind
+# a batch's rendering work.
+INTAKE_CPU = web.AppKey("intake_cpu", CpuPool)
+INTAKE_PROCESSES = 1
+
+
 async def cpu_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Validation and rendering are CPU work: a process pool keeps them off the event loop."""
-    pool = CpuPool(cpu_processes(app[SETTINGS]))
-    app[CPU] = pool
+    """Validation and rendering are CPU work: process pools keep them off the event loop."""
+    render, intake = CpuPool(cpu_processes(app[SETTINGS])), CpuPool(INTAKE_PROCESSES)
+    app[CPU], app[INTAKE_CPU] = render, intake
     try:
         yield
     finally:
-        await pool.close()
+        await asyncio.gather(render.close(), intake.close())

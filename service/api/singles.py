@@ -16,7 +16,7 @@ from service.data import certificates as certificate_data
 from service.entries import EntrySchema
 from service.jobs import wake_workers
 from service.keys import POOL, SETTINGS
-from service.resources import CPU, FILES
+from service.resources import FILES, INTAKE_CPU
 from service.validation import load
 
 routes = web.RouteTableDef()
@@ -74,7 +74,7 @@ async def create_single(request: web.Request) -> web.Response:
         stored = await uploads.accept_upload(
             pool=app[POOL],
             files=app[FILES],
-            cpu=app[CPU],
+            cpu=app[INTAKE_CPU],
             settings=settings,
             institution_id=caller.institution_id,
             spooled=form.file,

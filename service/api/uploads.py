@@ -11,7 +11,7 @@ from service.api.common import json_response, principal
 from service.api.forms import read_form
 from service.api.routing import secured
 from service.keys import POOL, SETTINGS
-from service.resources import CPU, FILES
+from service.resources import FILES, INTAKE_CPU
 
 routes = web.RouteTableDef()
 
@@ -70,7 +70,7 @@ async def upload_file(request: web.Request) -> web.Response:
         stored = await uploads.accept_upload(
             pool=app[POOL],
             files=app[FILES],
-            cpu=app[CPU],
+            cpu=app[INTAKE_CPU],
             settings=settings,
             institution_id=principal(request).institution_id,
             spooled=form.file,
