@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from bench.common import (
     service_process,
     summary,
 )
+from service.data import certificates as certificate_data
 
 
 async def fake_uploads(conn: asyncpg.Connection, institution_id: int, count: int) -> list[str]:
@@ -87,58 +89,19 @@ async def copy_runs(dsn: str, runs: int, entries: int) -> list[float]:
                     institution_id,
                     entries,
                 )
-                ids = [
-                    r[0]
-                    for r in await conn.fetch(
-                        "SELECT nextval(pg_get_serial_sequence('certificates', 'id'))"
-                        " FROM generate_series(1, $1)",
-                        entries,
-                    )
-                ]
                 records = [
-                    (
-                        i,
-                        institution_id,
-                        batch_id,
-                        n,
-                        "bulk_upload",
-                        f"Title {run}",
-                        f"S {n}",
-                        f"s{n}@example.com",
-                        None,
-                        None,
-                        f"k/{n}",
-                        "c.pdf",
-                        "application/pdf",
-                        1000,
-                        "0" * 64,
-                    )
-                    for n, i in enumerate(ids)
-                ]
+                    (institution_id, batch_id, n, "bulk_upload", f"Title {run}", f"S {n}",
+                     f"s{n}@example.com", None, None, uuid.uuid4(), f"k/{n}", "c.pdf",
+                     "application/pdf", 1000, "0" * 64)
+                    for n in range(entries)
+                ]  # fmt: skip
                 await conn.copy_records_to_table(
-                    "certificates",
-                    records=records,
-                    columns=[
-                        "id",
-                        "institution_id",
-                        "batch_id",
-                        "entry_index",
-                        "trigger_context",
-                        "certificate_title",
-                        "full_name",
-                        "applicant_email",
-                        "issue_date",
-                        "details",
-                        "original_key",
-                        "original_name",
-                        "original_mime",
-                        "original_size",
-                        "original_sha256",
-                    ],
+                    "certificates", records=records, columns=certificate_data.COPY_COLUMNS
                 )
+                # the job rows' ref ids do not change what a COPY costs
                 await conn.copy_records_to_table(
                     "jobs",
-                    records=[("certificate.process", i) for i in ids],
+                    records=[("certificate.process", n) for n in range(entries)],
                     columns=["kind", "ref_id"],
                 )
             timings.append((time.perf_counter() - started) * 1000)
