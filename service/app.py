@@ -27,7 +27,7 @@ from service.config import Settings
 from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
 from service.maintenance import maintenance_ctx
 from service.queue.wiring import workers_ctx
-from service.resources import CPU, FILES, cpu_ctx, files_ctx
+from service.resources import CPU, FILES, cpu_ctx, files_ctx, io_threads_ctx
 from service.webhooks.ssrf import make_client_session
 
 # JSON bodies (a 10,000-entry bulk request is a few MB); uploads are streamed and capped apart.
@@ -103,6 +103,7 @@ def create_app(
     app[metrics.METRICS] = registry = CollectorRegistry()
     app.cleanup_ctx.extend(
         [
+            io_threads_ctx,
             database_ctx,
             pool_ctx,
             token_toucher_ctx,

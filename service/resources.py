@@ -6,7 +6,7 @@ import asyncio
 import multiprocessing
 import os
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -41,6 +41,22 @@ async def files_ctx(app: web.Application) -> AsyncIterator[None]:
     async with file_store(settings) as store:
         app[FILES] = store
         yield
+
+
+def use_io_threads(count: int) -> ThreadPoolExecutor:
+    """A bigger default thread pool: file writes wait on fsync, and asyncio's default of
+    cpu_count + 4 threads capped processing at what six fsyncing threads could do."""
+    executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="io")
+    asyncio.get_running_loop().set_default_executor(executor)
+    return executor
+
+
+async def io_threads_ctx(app: web.Application) -> AsyncIterator[None]:
+    executor = use_io_threads(app[SETTINGS].io_threads)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(executor.shutdown, wait=False)
 
 
 def cpu_processes(settings: Settings) -> int:

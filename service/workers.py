@@ -8,7 +8,7 @@ import logging
 from service import db, jobs
 from service.config import Settings
 from service.queue.wiring import run_worker, stop_on_signals
-from service.resources import CpuPool, cpu_processes, file_store
+from service.resources import CpuPool, cpu_processes, file_store, use_io_threads
 from service.webhooks.ssrf import make_client_session
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,7 @@ async def run_standalone(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain in-flight jobs and stop."""
     stop = asyncio.Event()
     stop_on_signals(stop)
+    use_io_threads(settings.io_threads)
     async with db.database_url(settings.database_url, settings.data_dir) as dsn:
         pool = await db.create_pool(
             dsn,
