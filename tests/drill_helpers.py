@@ -153,22 +153,26 @@ async def open_transaction(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-async def lock_waiters(conn: asyncpg.Connection) -> list[int]:
-    """Service backends waiting for a lock. Ask outside a transaction: pg_stat_activity is a
-    snapshot taken once per transaction."""
+async def lock_waiters(conn: asyncpg.Connection, statement: str) -> list[int]:
+    """Service backends waiting for a lock in a statement that starts with ``statement``.
+    Ask outside a transaction: pg_stat_activity is a snapshot taken once per transaction."""
     rows = await conn.fetch(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
         " AND wait_event_type = 'Lock' AND application_name LIKE 'vault%'"
+        " AND starts_with(ltrim(query), $1)",
+        statement,
     )
     return [row["pid"] for row in rows]
 
 
-async def wait_for_lock_waiters(conn: asyncpg.Connection, count: int) -> list[int]:
+async def wait_for_lock_waiters(
+    conn: asyncpg.Connection, statement: str, count: int = 1
+) -> list[int]:
     async def enough() -> bool:
-        return len(await lock_waiters(conn)) >= count
+        return len(await lock_waiters(conn, statement)) >= count
 
     await wait_until(enough, timeout_s=60, every_s=0.01)
-    return await lock_waiters(conn)
+    return await lock_waiters(conn, statement)
 
 
 async def terminate(conn: asyncpg.Connection, pids: list[int]) -> None:

@@ -29,6 +29,10 @@ from tests.drill_helpers import (
 from tests.drill_mail import Mailbox
 from tests.queue_helpers import count
 
+# The statements a worker is held at (see service/data/certificates.py).
+START = "UPDATE certificates c SET status = 'processing'"
+MARK_GENERATED = "UPDATE certificates SET status = 'generated'"
+
 
 @dataclass
 class Drill:
@@ -51,7 +55,7 @@ async def kill_after_claim(drill: Drill) -> str | None:
     async with open_transaction(drill.dsn) as blocker:
         await blocker.execute("SELECT id FROM certificates FOR UPDATE")
         worker = drill.start_worker(workers=1)
-        waiters = await wait_for_lock_waiters(drill.conn, 1)
+        waiters = await wait_for_lock_waiters(drill.conn, START)
         kill(worker)
         await terminate(drill.conn, waiters)  # its `start` must not run after the kill
     assert await count(drill.conn, "SELECT count(*) FROM jobs WHERE state = 1") == 1
@@ -72,7 +76,7 @@ async def kill_after_store(drill: Drill) -> str | None:
             "SELECT status FROM certificates WHERE id = $1 FOR UPDATE", certificate_id
         )
         assert status == "processing", "the worker finished before the lock: nothing to test"
-        waiters = await wait_for_lock_waiters(drill.conn, 1)
+        waiters = await wait_for_lock_waiters(drill.conn, MARK_GENERATED)
         kill(worker)
         await terminate(drill.conn, waiters)
     assert drill.artifacts_of(uuid) == ARTIFACTS

@@ -210,7 +210,7 @@ async def test_a_worker_paused_past_its_lease_has_its_late_result_refused(
             await blocker.execute("LOCK TABLE recipients IN ACCESS EXCLUSIVE MODE")
             paused = processes.start("serve", paused_env)
             t0 = time.monotonic()
-            await wait_for_lock_waiters(conn, 2)
+            await wait_for_lock_waiters(conn, "SELECT id FROM recipients", count=2)
             print(
                 "DRILL3 waiters after",
                 time.monotonic() - t0,
