@@ -23,7 +23,7 @@ from service.data import emails as email_data
 from service.files.base import FileMissing, StorageError
 from service.jobs import Deps, enqueue_email
 from service.mail.compose import certificate_message_id
-from service.queue.types import Finalizer, JobContext, PermanentFailure
+from service.queue.types import Finalizer, JobContext, JobError, PermanentFailure
 from service.webhooks import events
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def start(deps: Deps, certificate_id: int) -> asyncpg.Record | None:
                 )
         except asyncpg.UniqueViolationError:
             continue
-    raise RuntimeError("could not assign a unique reference id")
+    raise JobError("Could not assign a unique reference id.")
 
 
 async def load_original(deps: Deps, key: str) -> bytes:
@@ -63,7 +63,7 @@ async def load_original(deps: Deps, key: str) -> bytes:
     except FileMissing:
         raise PermanentFailure("The original file is missing from storage.") from None
     except StorageError as exc:
-        raise RuntimeError(f"Storage unavailable: {exc}") from None
+        raise JobError(f"Storage unavailable: {exc}") from None
 
 
 async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Artifacts:
@@ -89,7 +89,7 @@ async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> certificate_data
             deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf"),
         )
     except StorageError as exc:
-        raise RuntimeError(f"Storage unavailable: {exc}") from None
+        raise JobError(f"Storage unavailable: {exc}") from None
     return certificate_data.GeneratedArtifacts(
         qrcode_key=qr_key,
         barcode_key=barcode_key,

@@ -36,8 +36,12 @@ def start_worker(settings: Settings, dsn: str, *, workers: int = 4) -> subproces
         "DRAIN_TIMEOUT_S": "2",
         "LOG_LEVEL": "WARNING",
     }
+    # its own process group, so a kill takes its CPU-pool processes along
     return subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"], env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "service", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -77,7 +81,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_repeats_nothing(
     try:
         await wait_until(lambda: _at_least(conn, 3), timeout_s=60)
     finally:
-        first.send_signal(signal.SIGKILL)
+        os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     assert await generated(conn) < CERTIFICATES, "the kill came too late to test anything"
     second = start_worker(settings, dsn)

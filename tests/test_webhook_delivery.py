@@ -485,8 +485,12 @@ def start_worker(settings: Settings, dsn: str, *, workers: int) -> subprocess.Po
         "WEBHOOKS_ALLOW_PRIVATE": "true",
         "WEBHOOK_RETRY_SCHEDULE_S": "1,1,1",
     }
+    # its own process group, so a kill takes its CPU-pool processes along
     return subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"], env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "service", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -507,7 +511,7 @@ async def test_sigkill_between_enqueue_and_delivery_loses_no_delivery(
     try:
         await wait_for(lambda: receiver.hits, timeout_s=30)
     finally:
-        first.send_signal(signal.SIGKILL)
+        os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     assert len({hit.id for hit in receiver.answered}) < len(queued), "killed too late"
     second = start_worker(settings, dsn, workers=4)

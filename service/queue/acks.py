@@ -21,6 +21,7 @@ from service.queue.types import (
     EngineConfig,
     Finalizer,
     JobContext,
+    JobError,
     JobType,
     exponential_backoff,
     retry_pause,
@@ -61,6 +62,8 @@ class Result(enum.Enum):
 
 
 def describe(exc: BaseException) -> str:
+    if isinstance(exc, JobError) and str(exc):
+        return str(exc)[:MAX_ERROR_CHARS]
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text[:MAX_ERROR_CHARS]
 

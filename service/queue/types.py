@@ -48,6 +48,11 @@ class JobType:
     backoff: Callable[[int], float] | None = None
 
 
+class JobError(Exception):
+    """A failure worth another attempt, whose message is written for people: it is recorded
+    (and shown to API clients as a certificate's error) as is, without the exception's name."""
+
+
 class RetryLater(Exception):
     """Run the job again after ``delay_s`` (no jitter). It still uses up the attempt."""
 
