@@ -141,7 +141,7 @@ class Settings:
     maintenance_interval_s: float = env("MAINTENANCE_INTERVAL_S", _float(1, 86400), default=60.0)
     max_bulk_entries: int = env("MAX_BULK_ENTRIES", _int(1, 100_000), default=10_000)
     # Workers and the job engine
-    workers: int = env("WORKERS", _int(0, 256), default=8)
+    workers: int = env("WORKERS", _int(0, 256), default=16)
     cpu_processes: int = env("CPU_PROCESSES", _int(0, 64), default=0)
     io_threads: int = env("IO_THREADS", _int(1, 512), default=32)
     job_lease_s: float = env("JOB_LEASE_S", _float(2, 3600), default=60.0)
