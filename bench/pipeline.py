@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import tempfile
 import time
@@ -19,7 +18,7 @@ import aiohttp
 from bench.artifacts_loop import run_loop
 from bench.common import (
     Service,
-    connection,
+    cloned_uploads,
     load_average,
     make_institution_token,
     private_database,
@@ -29,39 +28,27 @@ from tests.samples import make_pdf
 
 
 async def submit(service: Service, dsn: str, token: str, count: int) -> str:
-    """One real upload, cloned into ``count`` file_ids sharing its stored original."""
+    """A bulk request of ``count`` entries, all from one real upload cloned into file_ids."""
+    file_ids = await cloned_uploads(service, dsn, token, make_pdf(), count)
+    entries = [
+        {
+            "certificate_title": "Certificate of Completion",
+            "full_name": f"Student {n}",
+            "applicant_email": f"s{n}@example.com",
+            "file_id": file_id,
+        }
+        for n, file_id in enumerate(file_ids)
+    ]
     headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        form = aiohttp.FormData()
-        form.add_field("file", io.BytesIO(make_pdf()), filename="cert.pdf")
-        async with session.post(
-            f"{service.base}/business/certificate-vault/upload-file", data=form
-        ) as response:
-            file_id = (await response.json())["data"]["file_id"]
-        async with connection(dsn) as conn:
-            rows = await conn.fetch(
-                "INSERT INTO uploads (institution_id, storage_key, file_name, mime_type, size,"
-                " sha256, expires_at) SELECT institution_id, storage_key, file_name, mime_type,"
-                " size, sha256, expires_at"
-                " FROM uploads, generate_series(1, $2) WHERE uuid = $1::uuid RETURNING uuid",
-                file_id,
-                count,
-            )
-        entries = [
-            {
-                "certificate_title": "Certificate of Completion",
-                "full_name": f"Student {n}",
-                "applicant_email": f"s{n}@example.com",
-                "file_id": str(r["uuid"]),
-            }
-            for n, r in enumerate(rows)
-        ]
-        async with session.post(
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.post(
             f"{service.base}/business/certificate-vault/bulk", json={"entries": entries}
-        ) as response:
-            assert response.status == 202, await response.text()
-            batch_id: str = (await response.json())["data"]["batch_id"]
-        return batch_id
+        ) as response,
+    ):
+        assert response.status == 202, await response.text()
+        batch_id: str = (await response.json())["data"]["batch_id"]
+    return batch_id
 
 
 async def wait_done(service: Service, token: str, batch_id: str) -> dict[str, object]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,33 +14,10 @@ from aiohttp.test_utils import TestClient
 
 from service.config import Settings
 from tests.conftest import TokenFactory, bearer
-from tests.vault_helpers import BULK_URL, entry, upload
+from tests.vault_helpers import BULK_URL, entry, start_worker, upload
 
 pytestmark = pytest.mark.slow
 CERTIFICATES = 24
-
-
-def start_worker(settings: Settings, dsn: str, *, workers: int = 4) -> subprocess.Popen[bytes]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATABASE_URL": dsn,
-        "VAULT_DATA_DIR": str(settings.data_dir),
-        "PUBLIC_BASE_URL": settings.base_url,
-        "WORKERS": str(workers),
-        "CPU_PROCESSES": "1",
-        "JOB_LEASE_S": "4",
-        "JOB_TIMEOUT_S": "3",
-        "POLL_INTERVAL_S": "0.2",
-        "DRAIN_TIMEOUT_S": "2",
-        "LOG_LEVEL": "WARNING",
-    }
-    # its own process group, so a kill takes its CPU-pool processes along
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 async def generated(conn: asyncpg.Connection) -> int:
@@ -77,7 +52,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_repeats_nothing(
 ) -> None:
     token = await make_token("all")
     await submit_batch(client, token)
-    first = start_worker(settings, dsn, workers=2)
+    first = start_worker(settings, dsn, WORKERS="2")
     try:
         await wait_until(lambda: _at_least(conn, 3), timeout_s=60)
     finally:

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from service.resources import FILES
 from service.webhooks import events, signing
 from tests.conftest import TokenFactory, bearer
 from tests.samples import make_pdf
-from tests.vault_helpers import BULK_URL, entry, upload
+from tests.vault_helpers import BULK_URL, entry, start_worker, upload
 
 URL = "/business/webhooks"
 
@@ -469,28 +468,17 @@ async def test_a_single_upload_is_created_with_its_context(
 # --- a worker killed between enqueue and delivery ---
 
 
-def start_worker(settings: Settings, dsn: str, *, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATABASE_URL": dsn,
-        "VAULT_DATA_DIR": str(settings.data_dir),
-        "WORKERS": str(workers),
-        "CPU_PROCESSES": "1",
-        "JOB_LEASE_S": "3",
-        "JOB_TIMEOUT_S": "2",
-        "POLL_INTERVAL_S": "0.1",
-        "DRAIN_TIMEOUT_S": "2",
-        "LOG_LEVEL": "WARNING",
-        "WEBHOOKS_ALLOW_HTTP": "true",
-        "WEBHOOKS_ALLOW_PRIVATE": "true",
-        "WEBHOOK_RETRY_SCHEDULE_S": "1,1,1",
-    }
-    # its own process group, so a kill takes its CPU-pool processes along
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
+def start_delivery_worker(settings: Settings, dsn: str, *, workers: int) -> subprocess.Popen[bytes]:
+    return start_worker(
+        settings,
+        dsn,
+        WORKERS=str(workers),
+        JOB_LEASE_S="3",
+        JOB_TIMEOUT_S="2",
+        POLL_INTERVAL_S="0.1",
+        WEBHOOKS_ALLOW_HTTP="true",
+        WEBHOOKS_ALLOW_PRIVATE="true",
+        WEBHOOK_RETRY_SCHEDULE_S="1,1,1",
     )
 
 
@@ -507,14 +495,14 @@ async def test_sigkill_between_enqueue_and_delivery_loses_no_delivery(
     token = await make_token("webhooks:manage")
     hook = await register(vault, token, receiver.url("/slow"))
     queued = {await ping(vault, token, hook["id"]) for _ in range(8)}
-    first = start_worker(settings, dsn, workers=2)
+    first = start_delivery_worker(settings, dsn, workers=2)
     try:
         await wait_for(lambda: receiver.hits, timeout_s=30)
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     assert len({hit.id for hit in receiver.answered}) < len(queued), "killed too late"
-    second = start_worker(settings, dsn, workers=4)
+    second = start_delivery_worker(settings, dsn, workers=4)
     try:
         await wait_for(lambda: {hit.id for hit in receiver.answered} == queued, timeout_s=30)
         await wait_for(lambda: _no_jobs(conn))

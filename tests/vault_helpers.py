@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -11,6 +14,7 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from service.config import Settings
 from tests.conftest import bearer
 from tests.samples import make_pdf
 
@@ -71,3 +75,29 @@ async def wait_for_batch(
         if batch["status"] != "processing" or time.monotonic() > deadline:
             return batch
         await asyncio.sleep(0.2)
+
+
+def start_worker(settings: Settings, dsn: str, **env: str) -> subprocess.Popen[bytes]:
+    """``vault-service worker`` as a real process on the test's database and files, with short
+    leases; ``env`` adds or overrides settings. It runs in its own process group, so
+    ``os.killpg(process.pid, SIGKILL)`` takes its CPU-pool processes along."""
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DATABASE_URL": dsn,
+        "VAULT_DATA_DIR": str(settings.data_dir),
+        "PUBLIC_BASE_URL": settings.base_url,
+        "WORKERS": "4",
+        "CPU_PROCESSES": "1",
+        "JOB_LEASE_S": "4",
+        "JOB_TIMEOUT_S": "3",
+        "POLL_INTERVAL_S": "0.2",
+        "DRAIN_TIMEOUT_S": "2",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "worker"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
