@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 
 import aiohttp
@@ -21,7 +22,8 @@ from service.api import (
     verify,
     webhooks,
 )
-from service.api.middleware import auth_middleware, request_middleware
+from service.api.common import LARGE_PARSE
+from service.api.middleware import auth_middleware, request_middleware, stamp_request_id
 from service.auth import TokenToucher
 from service.config import Settings
 from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
@@ -30,8 +32,9 @@ from service.queue.wiring import workers_ctx
 from service.resources import CPU, FILES, cpu_ctx, files_ctx, io_threads_ctx
 from service.webhooks.ssrf import make_client_session
 
-# JSON bodies (a 10,000-entry bulk request is a few MB); uploads are streamed and capped apart.
-MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
+# JSON bodies: 10,000 entries at their longest stay under this; uploads are streamed and
+# capped apart.
+MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 WEBHOOK_HTTP = web.AppKey("webhook_http", aiohttp.ClientSession)
@@ -100,6 +103,8 @@ def create_app(
         client_max_size=MAX_JSON_BODY_BYTES,
     )
     app[SETTINGS] = settings
+    app.on_response_prepare.append(stamp_request_id)
+    app[LARGE_PARSE] = asyncio.Semaphore(1)
     app[metrics.METRICS] = registry = CollectorRegistry()
     app.cleanup_ctx.extend(
         [

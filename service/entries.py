@@ -60,6 +60,13 @@ class CanonicalUUID(fields.UUID):
 class IsoDate(fields.Date):
     """Only ``YYYY-MM-DD``."""
 
+    def deserialize(
+        self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any
+    ) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None  # blank counts as absent, as for text
+        return super().deserialize(value, attr, data, **kwargs)
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str) or not DATE_PATTERN.match(value):
             raise self.make_error("invalid")
@@ -159,6 +166,8 @@ def _fast_entry(entry: Any) -> dict[str, Any]:
     if type(file_id) is not str or not UUID_PATTERN.match(file_id):
         raise LookupError
     issue_date = entry.get("issue_date")
+    if type(issue_date) is str and not issue_date.strip():
+        issue_date = None
     if issue_date is not None:
         if type(issue_date) is not str or not DATE_PATTERN.match(issue_date):
             raise LookupError
@@ -200,14 +209,19 @@ def entry_problems(index: int, entry: Any) -> list[str]:
 
 
 def load_entries(entries: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """(loaded entries, problems): the fast path first, the schema when anything is off."""
-    loaded = fast_load(entries)
-    if loaded is not None:
-        return loaded, []
-    problems = [
-        line for index, entry in enumerate(entries) for line in entry_problems(index, entry)
-    ]
-    if problems:
-        return [], problems
-    # The fast path is stricter than needed only if the schema finds nothing: trust the schema.
-    return [ENTRY_SCHEMA.load(entry) for entry in entries], []
+    """(loaded entries, problems): the fast path for each entry, the schema only for the
+    entries it cannot vouch for, so one odd entry never costs a second pass over all."""
+    loaded: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        try:
+            loaded.append(_fast_entry(entry))
+            continue
+        except LookupError:
+            pass
+        found = entry_problems(index, entry)
+        if found:
+            problems.extend(found)
+        elif not problems:
+            loaded.append(ENTRY_SCHEMA.load(entry))
+    return ([], problems) if problems else (loaded, [])

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from service import ratelimit
 from service.config import Settings
+from service.data import Connection
 from service.data import certificates as certificate_data
 from service.data import idempotency as key_data
 from service.data import webhooks as webhook_data
@@ -35,18 +36,37 @@ async def _until_done(purge: Callable[[], Awaitable[int]], batch: int) -> int:
     return total
 
 
+async def guarded(name: str, task: Callable[[], Awaitable[int]]) -> int:
+    """One housekeeping task; its failure is logged and never stops the others."""
+    try:
+        return await task()
+    except TRANSIENT as exc:
+        log.warning("housekeeping: %s failed, will retry: %s", name, exc)
+        return 0
+
+
 async def run_once(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> None:
-    swept = await sweep_expired(pool, files)
-    async with pool.acquire() as conn:
-        windows = await _until_done(lambda: ratelimit.purge_expired(conn), ratelimit.PURGE_BATCH)
-        deliveries = await _until_done(
-            lambda: webhook_data.purge_finished(
-                conn, older_than_s=settings.webhook_retention_s, limit=WEBHOOK_PURGE_BATCH
-            ),
-            WEBHOOK_PURGE_BATCH,
+    async def purge(conn: Connection) -> tuple[int, int, int]:
+        windows = await guarded(
+            "rate windows",
+            lambda: _until_done(lambda: ratelimit.purge_expired(conn), ratelimit.PURGE_BATCH),
         )
-        keys = await key_data.purge_expired(conn)
-        await certificate_data.compact_counts(conn)
+        deliveries = await guarded(
+            "webhook history",
+            lambda: _until_done(
+                lambda: webhook_data.purge_finished(
+                    conn, older_than_s=settings.webhook_retention_s, limit=WEBHOOK_PURGE_BATCH
+                ),
+                WEBHOOK_PURGE_BATCH,
+            ),
+        )
+        keys = await guarded("idempotency keys", lambda: key_data.purge_expired(conn))
+        await guarded("list counts", lambda: _compact(conn))
+        return windows, deliveries, keys
+
+    swept = await guarded("expired uploads", lambda: sweep_expired(pool, files))
+    async with pool.acquire() as conn:
+        windows, deliveries, keys = await purge(conn)
     if swept or keys or deliveries:
         log.info(
             "housekeeping: %d expired uploads, %d idempotency keys, %d rate windows,"
@@ -56,6 +76,11 @@ async def run_once(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> 
             windows,
             deliveries,
         )
+
+
+async def _compact(conn: Connection) -> int:
+    await certificate_data.compact_counts(conn)
+    return 0
 
 
 async def run_forever(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> None:

@@ -132,14 +132,21 @@ async def accept_upload(
 
 
 async def sweep_expired(pool: asyncpg.Pool, files: FileStore) -> int:
-    """Delete expired uploads and their files; safe in several replicas (SKIP LOCKED)."""
+    """Delete expired uploads, then their files; safe in several replicas (SKIP LOCKED).
+
+    Rows go first, in a short transaction, so no transaction waits on storage; a file whose
+    delete fails is only logged (an orphan file is harmless, a stuck sweep is not).
+    """
     swept = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await upload_data.claim_expired(conn, limit=SWEEP_BATCH)
-            for row in rows:
-                await files.delete(row["storage_key"])
             await upload_data.delete_uploads(conn, ids=[row["id"] for row in rows])
+        for row in rows:
+            try:
+                await files.delete(row["storage_key"])
+            except StorageError as exc:
+                log.warning("could not delete expired upload file: %s", exc)
         swept += len(rows)
         if len(rows) < SWEEP_BATCH:
             return swept

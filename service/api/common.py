@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -12,12 +13,16 @@ from typing import Any
 
 from aiohttp import web
 from marshmallow import Schema
+from yarl import URL
 
 from service import errors
 from service.auth import Principal
+from service.keys import SETTINGS
 from service.validation import load
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+LARGE_PARSE = web.AppKey("large_parse", asyncio.Semaphore)
+LARGE_BODY_BYTES = 256 * 1024
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
@@ -69,8 +74,17 @@ async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     if NUL_ESCAPE.search(raw) or b"\x00" in raw:
         raise _invalid_body("The request body must not contain NUL characters.")
+    if len(raw) < LARGE_BODY_BYTES:
+        return parse_json(raw, request.charset)
+    # A big body parses in a thread, one at a time per process: the event loop stays free and
+    # at most one large parse holds its memory at once.
+    async with request.app[LARGE_PARSE]:
+        return await asyncio.to_thread(parse_json, raw, request.charset)
+
+
+def parse_json(raw: bytes, charset: str | None) -> Any:
     try:
-        body = json.loads(raw.decode(request.charset or "utf-8"))
+        body = json.loads(raw.decode(charset or "utf-8"))
         if SURROGATE_ESCAPE.search(raw):
             json.dumps(body, ensure_ascii=False).encode()
     except UnicodeEncodeError:
@@ -96,7 +110,13 @@ def parse_uuid(raw: str) -> uuid.UUID:
 
 
 def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
-    return load(schema, dict(request.query))
+    query = dict(request.query)
+    for name, value in query.items():
+        if "\x00" in value:
+            raise errors.FieldValidationError.single(
+                name, f"The {name.replace('_', ' ')} field must not contain NUL characters."
+            )
+    return load(schema, query)
 
 
 def paginated(
@@ -104,11 +124,18 @@ def paginated(
 ) -> dict[str, Any]:
     """Laravel's length-aware paginator: data, links and meta."""
     last_page = max(1, math.ceil(total / per_page))
-    base = request.url.with_query(None)
-    path = str(base)
+    # links name the public address (PUBLIC_BASE_URL), not whatever reached the process
+    public = URL(request.app[SETTINGS].base_url)
+    own = (
+        public.join(request.rel_url)
+        if public.path in {"", "/"}
+        else public / request.path.lstrip("/")
+    )
+    own = own.with_query(request.query)
+    path = str(own.with_query(None))
 
     def page_url(number: int) -> str:
-        return str(request.url.update_query(page=number))
+        return str(own.update_query(page=number))
 
     first = (page - 1) * per_page + 1 if items else None
     return {

@@ -88,7 +88,6 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     response = await _handle(request, handler, request_id)
-    response.headers.setdefault("X-Request-ID", request_id)
     principal = request.get(PRINCIPAL)
     access_log.info(
         "%s %s %s",
@@ -105,6 +104,14 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         },
     )
     return response
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: also reaches streamed responses, which are sent before the
+    middleware sees them."""
+    request_id = request.get(REQUEST_ID)
+    if request_id and "X-Request-ID" not in response.headers:
+        response.headers["X-Request-ID"] = request_id
 
 
 @web.middleware

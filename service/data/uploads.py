@@ -13,7 +13,7 @@ UPLOAD_COLUMNS = "id, uuid, institution_id, storage_key, file_name, mime_type, s
 
 async def lock_institution_usage(conn: Connection, *, institution_id: int) -> int:
     """Lock the institution row (serialises concurrent quota checks) and sum pending bytes."""
-    await conn.execute("SELECT 1 FROM institutions WHERE id = $1 FOR UPDATE", institution_id)
+    await conn.execute("SELECT 1 FROM institutions WHERE id = $1 FOR NO KEY UPDATE", institution_id)
     used: int = await conn.fetchval(
         "SELECT coalesce(sum(size), 0) FROM uploads"
         " WHERE institution_id = $1 AND expires_at > now()",

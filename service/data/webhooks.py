@@ -64,7 +64,9 @@ async def create_endpoint(
     """The new endpoint; None when the institution already has ``max_endpoints`` of them."""
     async with conn.transaction():
         # serialises concurrent creations of one institution, so the limit holds
-        await conn.execute("SELECT 1 FROM institutions WHERE id = $1 FOR UPDATE", institution_id)
+        await conn.execute(
+            "SELECT 1 FROM institutions WHERE id = $1 FOR NO KEY UPDATE", institution_id
+        )
         count = await conn.fetchval(
             "SELECT count(*) FROM webhook_endpoints WHERE institution_id = $1", institution_id
         )
