@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from service.data import idempotency as key_data
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 HEADER = "Idempotency-Key"
+TAKEN_OVER = "This Idempotency-Key was taken over by a later request; retry to get its response."
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +36,26 @@ class Claim:
 
     institution_id: int
     key: str
+    token: uuid.UUID
 
     async def record(self, conn: Connection, *, status: int, body: dict[str, Any]) -> None:
-        await key_data.complete(
-            conn, institution_id=self.institution_id, key=self.key, status=status, body=body
+        recorded = await key_data.complete(
+            conn,
+            institution_id=self.institution_id,
+            key=self.key,
+            claim_token=self.token,
+            status=status,
+            body=body,
         )
+        if not recorded:  # another request took the key over: roll this one back
+            raise errors.Conflict(TAKEN_OVER)
 
     async def release(self, pool: asyncpg.Pool) -> None:
         """The request failed before any effect: forget the key, so a corrected retry works."""
         async with pool.acquire() as conn:
-            await key_data.delete(conn, institution_id=self.institution_id, key=self.key)
+            await key_data.delete(
+                conn, institution_id=self.institution_id, key=self.key, claim_token=self.token
+            )
 
 
 def parse_key(raw: str | None) -> str | None:
@@ -70,7 +82,7 @@ async def claim(
             conn, institution_id=institution_id, key=key, request_hash=digest
         )
     if row["inserted"]:
-        return Claim(institution_id, key)
+        return Claim(institution_id, key, row["claim_token"])
     if bytes(row["request_hash"]) != digest:
         raise errors.Unprocessable(
             "This Idempotency-Key was already used with a different request body."

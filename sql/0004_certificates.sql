@@ -118,6 +118,8 @@ CREATE TABLE idempotency_keys (
     key              text        NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
     request_hash     bytea       NOT NULL,
     state            text        NOT NULL DEFAULT 'in_flight' CHECK (state IN ('in_flight', 'done')),
+    -- who holds an in-flight key: only that request may record its response or release it
+    claim_token      uuid        NOT NULL DEFAULT gen_random_uuid(),
     response_status  int,
     response_body    jsonb,
     locked_at        timestamptz NOT NULL DEFAULT now(),

@@ -294,3 +294,28 @@ async def test_bulk_needs_the_create_permission(
     token = await make_token("batches:view")
     status, body = await post_bulk(client, token, {"entries": []})
     assert status == 403 and body["required_permission"] == "certificate-vault:create"
+
+
+async def test_a_taken_over_key_cannot_be_completed_or_released_by_its_first_owner(
+    client: TestClient, token: str, conn: asyncpg.Connection
+) -> None:
+    from service import errors, idempotency
+    from service.keys import POOL
+
+    pool = client.app[POOL]
+    owner = await institution_id(conn)
+    first = await idempotency.claim(pool, institution_id=owner, key="k", body=b"{}")
+    assert isinstance(first, idempotency.Claim)
+    # the first request stalls past the takeover delay; its retry takes the key over
+    await conn.execute("UPDATE idempotency_keys SET locked_at = now() - interval '5 minutes'")
+    second = await idempotency.claim(pool, institution_id=owner, key="k", body=b"{}")
+    assert isinstance(second, idempotency.Claim) and second.token != first.token
+    await first.release(pool)
+    assert await conn.fetchval("SELECT count(*) FROM idempotency_keys") == 1
+    with pytest.raises(errors.Conflict):
+        async with pool.acquire() as own, own.transaction():
+            await first.record(own, status=202, body={"late": True})
+    async with pool.acquire() as own, own.transaction():
+        await second.record(own, status=202, body={"ok": True})
+    replay = await idempotency.claim(pool, institution_id=owner, key="k", body=b"{}")
+    assert replay == idempotency.Replay(202, {"ok": True})

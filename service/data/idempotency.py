@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -23,12 +24,13 @@ async def insert_or_get(
         VALUES ($1, $2, $3)
         ON CONFLICT (institution_id, key) DO UPDATE
             SET request_hash = EXCLUDED.request_hash, state = 'in_flight',
-                response_status = NULL, response_body = NULL,
+                response_status = NULL, response_body = NULL, claim_token = gen_random_uuid(),
                 locked_at = now(), created_at = now()
             WHERE k.created_at < now() - interval '{KEY_TTL}'
                OR (k.state = 'in_flight' AND k.locked_at < now() - interval '{ABANDONED_AFTER}'
                    AND k.request_hash = EXCLUDED.request_hash)
-        RETURNING true AS inserted, request_hash, state, response_status, response_body
+        RETURNING true AS inserted, request_hash, state, response_status, response_body,
+            claim_token
         """,
         institution_id,
         key,
@@ -37,8 +39,8 @@ async def insert_or_get(
     if row is not None:
         return row
     existing = await conn.fetchrow(
-        "SELECT false AS inserted, request_hash, state, response_status, response_body"
-        " FROM idempotency_keys WHERE institution_id = $1 AND key = $2",
+        "SELECT false AS inserted, request_hash, state, response_status, response_body,"
+        " claim_token FROM idempotency_keys WHERE institution_id = $1 AND key = $2",
         institution_id,
         key,
     )
@@ -50,24 +52,37 @@ async def insert_or_get(
 
 
 async def complete(
-    conn: Connection, *, institution_id: int, key: str, status: int, body: dict[str, Any]
-) -> None:
-    await conn.execute(
-        "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4"
-        " WHERE institution_id = $1 AND key = $2",
+    conn: Connection,
+    *,
+    institution_id: int,
+    key: str,
+    claim_token: uuid.UUID,
+    status: int,
+    body: dict[str, Any],
+) -> bool:
+    """Record the response; False when the claim was taken over meanwhile (then the caller's
+    transaction must not commit its effects)."""
+    result: str = await conn.execute(
+        "UPDATE idempotency_keys SET state = 'done', response_status = $4, response_body = $5"
+        " WHERE institution_id = $1 AND key = $2 AND claim_token = $3 AND state = 'in_flight'",
         institution_id,
         key,
+        claim_token,
         status,
         body,
     )
+    return result.endswith(" 1")
 
 
-async def delete(conn: Connection, *, institution_id: int, key: str) -> None:
+async def delete(
+    conn: Connection, *, institution_id: int, key: str, claim_token: uuid.UUID
+) -> None:
     await conn.execute(
-        "DELETE FROM idempotency_keys"
-        " WHERE institution_id = $1 AND key = $2 AND state = 'in_flight'",
+        "DELETE FROM idempotency_keys WHERE institution_id = $1 AND key = $2"
+        " AND claim_token = $3 AND state = 'in_flight'",
         institution_id,
         key,
+        claim_token,
     )
 
 
