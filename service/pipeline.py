@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -34,6 +35,11 @@ REFERENCE_ID_TRIES = 3
 def artifact_keys(certificate_uuid: str) -> tuple[str, str, str]:
     base = f"certificates/{certificate_uuid}"
     return f"{base}/qr_code.svg", f"{base}/barcode.svg", f"{base}/verified_certificate.pdf"
+
+
+def render_timeout_s(deps: Deps) -> float:
+    """Inside the job's own time limit, so the render is stopped before the job is."""
+    return deps.settings.job_timeout_s * 0.8
 
 
 def verify_url(base_url: str, reference_id: str) -> str:
@@ -68,7 +74,8 @@ async def load_original(deps: Deps, key: str) -> bytes:
 
 async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Artifacts:
     try:
-        return await deps.cpu.run(
+        return await deps.cpu.run_limited(
+            render_timeout_s(deps),
             render_artifacts,
             original,
             certificate["original_mime"],
@@ -78,6 +85,10 @@ async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Ar
         )
     except ArtifactError as exc:
         raise PermanentFailure(str(exc)) from None
+    except TimeoutError:
+        raise JobError("Rendering took too long and was stopped.") from None
+    except BrokenProcessPool:
+        raise JobError("The rendering process stopped; the certificate will be retried.") from None
 
 
 async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> certificate_data.GeneratedArtifacts:

@@ -81,10 +81,30 @@ class CpuPool:
         try:
             return await loop.run_in_executor(executor, partial(fn, *args, **kwargs))
         except BrokenProcessPool:
-            if self._executor is executor:
-                self._executor = self._open()
-                executor.shutdown(wait=False, cancel_futures=True)
+            self._replace(executor)
             raise
+
+    async def run_limited(
+        self, timeout_s: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``run``, but a call past ``timeout_s`` has its processes killed (a cancelled future
+        would leave the work running) and raises TimeoutError."""
+        executor = self._executor
+        try:
+            return await asyncio.wait_for(self.run(fn, *args, **kwargs), timeout_s)
+        except TimeoutError:
+            self._replace(executor, kill=True)
+            raise
+
+    def _replace(self, executor: ProcessPoolExecutor, *, kill: bool = False) -> None:
+        if self._executor is not executor:
+            return  # someone else already replaced it
+        self._executor = self._open()
+        if kill:
+            # no public API stops a running task; the processes are the executor's own
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

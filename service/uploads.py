@@ -6,6 +6,7 @@ import contextlib
 import logging
 import secrets
 import uuid
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ from service.resources import CpuPool
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
+INSPECT_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,9 +41,16 @@ class StoredUpload:
 async def inspect_spooled(cpu: CpuPool, spooled: SpooledFile, *, field: str) -> FileKind:
     """Decide the type by the bytes and open the file fully, in the CPU pool."""
     try:
-        kind = await cpu.run(inspect_file, str(spooled.path))
+        kind = await cpu.run_limited(INSPECT_TIMEOUT_S, inspect_file, str(spooled.path))
     except InvalidUpload as exc:
         raise errors.FieldValidationError.single(field, exc.message) from None
+    except TimeoutError:
+        raise errors.FieldValidationError.single(
+            field, "The file could not be checked in time; it may be damaged or too complex."
+        ) from None
+    except BrokenProcessPool:
+        log.error("the upload checking process stopped while reading %s", spooled.path.name)
+        raise errors.ServiceUnavailable("The file could not be checked; please retry.") from None
     problem = check_declared(kind, spooled.client_filename, spooled.declared_content_type)
     if problem:
         raise errors.FieldValidationError.single(field, problem)
