@@ -11,8 +11,9 @@ from service.data import Connection
 from service.data import emails as email_data
 from service.jobs import Deps
 from service.mail import compose, send
-from service.pipeline import mail_domain, verify_url
+from service.pipeline import mail_domain
 from service.queue.types import Finalizer, JobContext, PermanentFailure
+from service.verification import verification_url
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def build_message(deps: Deps, row: dict[str, object]) -> EmailMessage:
             recipient_email=str(row["applicant_email"]),
             certificate_title=str(row["certificate_title"]),
             institution_name=str(row["institution_name"]),
-            verify_url=verify_url(base, str(row["reference_id"])),
+            verify_url=verification_url(base, str(row["reference_id"])),
             sender=deps.settings.mail_from,
             message_id_domain=mail_domain(base),
         )

@@ -25,6 +25,7 @@ from service.files.base import FileMissing, StorageError
 from service.jobs import Deps, enqueue_email
 from service.mail.compose import certificate_message_id
 from service.queue.types import Finalizer, JobContext, JobError, PermanentFailure
+from service.verification import verification_url
 from service.webhooks import events
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,6 @@ def artifact_keys(certificate_uuid: str) -> tuple[str, str, str]:
 def render_timeout_s(deps: Deps) -> float:
     """Inside the job's own time limit, so the render is stopped before the job is."""
     return deps.settings.job_timeout_s * 0.8
-
-
-def verify_url(base_url: str, reference_id: str) -> str:
-    return f"{base_url}/verify/{reference_id}"
 
 
 def mail_domain(base_url: str) -> str:
@@ -80,7 +77,7 @@ async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Ar
             original,
             certificate["original_mime"],
             reference_id=certificate["reference_id"],
-            verify_url=verify_url(deps.settings.base_url, certificate["reference_id"]),
+            verify_url=verification_url(deps.settings.base_url, certificate["reference_id"]),
             institution_name=certificate["institution_name"],
         )
     except ArtifactError as exc:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractAsyncContextManager
 from functools import partial
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from aiohttp import web
@@ -35,9 +38,19 @@ def file_store(settings: Settings) -> AbstractAsyncContextManager[FileStore]:
     )
 
 
+def clear_stale_spool(directory: Path, older_than_s: float = 3600) -> None:
+    """Spool files of uploads cut short by a killed process (a live upload is younger)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - older_than_s
+    for path in directory.glob("*.part"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
 async def files_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    await asyncio.to_thread(settings.spool_dir.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(clear_stale_spool, settings.spool_dir)
     async with file_store(settings) as store:
         app[FILES] = store
         yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,14 @@ async def test_a_crashed_process_is_replaced() -> None:
         assert await pool.run(pow, 3, 3) == 27
     finally:
         await pool.close()
+
+
+def test_stale_spool_files_are_cleared_and_fresh_ones_kept(tmp_path: Path) -> None:
+    from service.resources import clear_stale_spool
+
+    stale, fresh, other = tmp_path / "upload-a.part", tmp_path / "upload-b.part", tmp_path / "x"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"data")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    clear_stale_spool(tmp_path)
+    assert not stale.exists() and fresh.exists() and other.exists()

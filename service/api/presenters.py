@@ -7,6 +7,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from service.verification import public_artifact_url, verification_url
+
 Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
 
 STATUSES: dict[str, dict[str, str]] = {
@@ -49,9 +51,7 @@ def status_object(status: str) -> dict[str, str]:
 
 
 def public_url(base_url: str, reference_id: str | None, name: str) -> str | None:
-    if reference_id is None:
-        return None
-    return f"{base_url}/public/certificates/{reference_id}/{name}"
+    return public_artifact_url(base_url, reference_id, name) if reference_id else None
 
 
 def certificate_summary(row: Row) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def certificate_detail(row: Row, base_url: str) -> dict[str, Any]:
         "details": row["details"],
         "qrcode_path": public_url(base_url, reference_id, "qr_code.svg"),
         "barcode_path": public_url(base_url, reference_id, "barcode.svg"),
-        "verification_url": f"{base_url}/verify/{reference_id}" if reference_id else None,
+        "verification_url": verification_url(base_url, reference_id) if reference_id else None,
         "applicant_phone_number": None,
         "institution_name": row["institution_name"],
         "institution_email": row["institution_email"],
