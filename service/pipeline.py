@@ -112,8 +112,9 @@ async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
     certificate = await start(deps, ctx.ref_id)
     if certificate is None:
         return None  # no longer pending or processing (generated, revoked): nothing to do
-    original = await load_original(deps, certificate["original_key"])
-    artifacts = await render(deps, certificate, original)
+    async with deps.cpu.slots:  # an original is read only when a render process is near
+        original = await load_original(deps, certificate["original_key"])
+        artifacts = await render(deps, certificate, original)
     generated = await store(deps, str(certificate["uuid"]), artifacts)
     async with deps.pool.acquire() as conn:
         recipient_id = await certificate_data.find_recipient(

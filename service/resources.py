@@ -82,6 +82,8 @@ class CpuPool:
     def __init__(self, processes: int) -> None:
         self._processes = processes
         self._executor = self._open()
+        # Work that waits for a process holds its input in memory: let only a few wait.
+        self.slots = asyncio.Semaphore(processes * 2)
 
     def _open(self) -> ProcessPoolExecutor:
         # forkserver: the workers inherit none of this process's threads, event loop or sockets.
