@@ -65,11 +65,10 @@ def use_io_threads(count: int) -> ThreadPoolExecutor:
 
 
 async def io_threads_ctx(app: web.Application) -> AsyncIterator[None]:
-    executor = use_io_threads(app[SETTINGS].io_threads)
-    try:
-        yield
-    finally:
-        await asyncio.to_thread(executor.shutdown, wait=False)
+    # The loop shuts its default executor down when it closes; doing it here would break
+    # another app sharing the loop (tests run two) that has not finished cleaning up.
+    use_io_threads(app[SETTINGS].io_threads)
+    yield
 
 
 def cpu_processes(settings: Settings) -> int:

@@ -39,7 +39,13 @@ SINGLE_BODY = {
                     "certificate_title": _string("Title of the certificate", 255, pattern=r"\S"),
                     "full_name": _string("Full name of the recipient", 255, pattern=r"\S"),
                     "applicant_email": _string("Email of the recipient", 255, format="email"),
-                    "issue_date": {"type": "string", "format": "date"},
+                    # a form field is always a string: blank means no date
+                    "issue_date": {
+                        "type": "string",
+                        "pattern": r"^(\d{4}-\d{2}-\d{2}|\s*)$",
+                        "description": "YYYY-MM-DD, or blank for none",
+                        "example": "2025-06-01",
+                    },
                     "details": _string("Additional details", 1000),
                     FIELD: {
                         "type": "string",
