@@ -27,11 +27,6 @@ class NotFoundSchema(Schema):
     error = fields.String(required=True, metadata={"example": "resource_not_found"})
 
 
-class FieldErrorsSchema(Schema):
-    message = fields.String(required=True)
-    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
-
-
 class ServerErrorSchema(Schema):
     message = fields.String(required=True)
     error_code = fields.String(required=True, metadata={"example": "SERVER_ERROR"})

@@ -158,15 +158,6 @@ async def find_certificate(
     return row
 
 
-async def get_certificate(conn: Connection, *, certificate_id: int) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {DETAIL_COLUMNS}, c.batch_id, c.recipient_id FROM certificates c"
-        " JOIN institutions i ON i.id = c.institution_id WHERE c.id = $1",
-        certificate_id,
-    )
-    return row
-
-
 async def failed_in_batch(
     conn: Connection, *, batch_id: int, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
