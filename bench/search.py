@@ -110,8 +110,8 @@ def main() -> None:
     print(f"list and search at {args.certificates} certificates; {load_average()}")
     for kind, values in timings.items():
         print(f"  {kind:17s}: {summary(values)}")
-    worst = max(percentile(v, 0.95) for k, v in timings.items() if k != "search broad")
-    print(f"  worst p95 but broad search {worst:.1f} ms (goal ≤ 50 ms)")
+    worst = max(percentile(v, 0.95) for v in timings.values())
+    print(f"  worst p95 {worst:.1f} ms (goal ≤ 50 ms)")
 
 
 if __name__ == "__main__":

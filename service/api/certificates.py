@@ -28,12 +28,14 @@ from service.api.vault_schemas import (
 from service.data import certificates as certificate_data
 from service.jobs import wake_workers
 from service.keys import POOL, SETTINGS
+from service.listing import certificate_page
 
 routes = web.RouteTableDef()
 TAGS = ["Certificate Vault"]
 # only UUIDs: "upload-file", "bulk" and "batches" must never look like a certificate id
 UUID_RE = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 CERTIFICATE_QUERY = CertificateQuerySchema()
+SEARCH_TRUNCATED_HEADER = "X-Search-Truncated"
 IDEMPOTENCY_PARAMETER = {
     "in": "header",
     "name": "Idempotency-Key",
@@ -92,7 +94,10 @@ async def create_bulk(request: web.Request) -> web.Response:
     "certificate-vault:list",
     summary="List vault certificates, newest first",
     description="search matches the reference id, title, recipient name or email (substring,"
-    " case-insensitive); applicant_email is an exact, case-insensitive match.",
+    " case-insensitive) and lists the newest SEARCH_WINDOW (default 1,000) matches: meta.total"
+    " counts at most that many, and the X-Search-Truncated: true header says there are more"
+    " (narrow the search, or filter by status, email or batch). applicant_email is an exact,"
+    " case-insensitive match.",
     tags=TAGS,
     statuses=[422],
 )
@@ -108,12 +113,19 @@ async def list_certificates(request: web.Request) -> web.Response:
         applicant_email=query.get("applicant_email"),
         batch_id=query.get("batch_id"),
     )
-    async with request.app[POOL].acquire() as conn:
-        rows, total = await certificate_data.list_certificates(
-            conn, filters=filters, limit=per_page, offset=(page - 1) * per_page
-        )
-    items = [presenters.certificate_summary(row) for row in rows]
-    return json_response(paginated(request, items, total=total, page=page, per_page=per_page))
+    listed = await certificate_page(
+        request.app[POOL],
+        filters,
+        page=page,
+        per_page=per_page,
+        window=request.app[SETTINGS].search_window,
+    )
+    items = [presenters.certificate_summary(row) for row in listed.rows]
+    body = paginated(request, items, total=listed.total, page=page, per_page=per_page)
+    response = json_response(body)
+    if listed.truncated:
+        response.headers[SEARCH_TRUNCATED_HEADER] = "true"
+    return response
 
 
 async def find_own(request: web.Request) -> dict[str, object]:

@@ -100,7 +100,7 @@ def _where(filters: ListFilter) -> tuple[str, list[Any]]:
 
 async def list_certificates(
     conn: Connection, *, filters: ListFilter, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
+) -> list[asyncpg.Record]:
     where, args = _where(filters)
     n = len(args)
     rows = await conn.fetch(
@@ -110,15 +110,26 @@ async def list_certificates(
         limit,
         offset,
     )
-    if filters.search or filters.applicant_email or filters.batch_id:
-        total: int = await conn.fetchval(
-            f"SELECT count(*) FROM certificates c WHERE {where}", *args
-        )
-    else:
-        total = await count_certificates(
+    return list(rows)
+
+
+async def count_matches(conn: Connection, *, filters: ListFilter, at_most: int | None) -> int:
+    """The number of certificates the filters match; a free-text search stops at ``at_most``."""
+    if not (filters.search or filters.applicant_email or filters.batch_id):
+        return await count_certificates(
             conn, institution_id=filters.institution_id, status=filters.status
         )
-    return list(rows), total
+    where, args = _where(filters)
+    query = f"SELECT count(*) FROM certificates c WHERE {where}"
+    if at_most is not None and filters.search:
+        # no ORDER BY: any at_most matches end the scan, whatever order the plan finds them in
+        args.append(at_most)
+        query = (
+            f"SELECT count(*) FROM (SELECT FROM certificates c WHERE {where}"
+            f" LIMIT ${len(args)}) AS matches"
+        )
+    total: int = await conn.fetchval(query, *args)
+    return total
 
 
 async def count_certificates(conn: Connection, *, institution_id: int, status: str | None) -> int:

@@ -1,0 +1,59 @@
+"""One page of the certificate list: its rows and its total, a search bounded by a window."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import asyncpg
+
+from service.data import certificates as certificate_data
+from service.data.certificates import ListFilter
+
+
+@dataclass(frozen=True, slots=True)
+class CertificatePage:
+    rows: list[asyncpg.Record]
+    total: int
+    truncated: bool  # a search matched more certificates than its window lists
+
+
+async def certificate_page(
+    pool: asyncpg.Pool, filters: ListFilter, *, page: int, per_page: int, window: int
+) -> CertificatePage:
+    """Rows and total; a free-text search lists (and counts) only its ``window`` newest matches.
+
+    Counting every match of a word that most certificates share means visiting most of the
+    table; a search window (GitHub's search works the same way) keeps every search fast.
+    """
+    offset = (page - 1) * per_page
+    if not filters.search:
+        async with pool.acquire() as conn:
+            rows = await certificate_data.list_certificates(
+                conn, filters=filters, limit=per_page, offset=offset
+            )
+            total = await certificate_data.count_matches(conn, filters=filters, at_most=None)
+        return CertificatePage(rows, total, truncated=False)
+    limit = min(per_page, window - offset)
+    # rows and count on two connections: PostgreSQL runs both scans at once
+    rows, matches = await asyncio.gather(
+        _rows(pool, filters, limit=limit, offset=offset),
+        _count(pool, filters, at_most=window + 1),
+    )
+    return CertificatePage(rows, min(matches, window), truncated=matches > window)
+
+
+async def _rows(
+    pool: asyncpg.Pool, filters: ListFilter, *, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    if limit <= 0:
+        return []
+    async with pool.acquire() as conn:
+        return await certificate_data.list_certificates(
+            conn, filters=filters, limit=limit, offset=offset
+        )
+
+
+async def _count(pool: asyncpg.Pool, filters: ListFilter, *, at_most: int) -> int:
+    async with pool.acquire() as conn:
+        return await certificate_data.count_matches(conn, filters=filters, at_most=at_most)
