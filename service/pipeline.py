@@ -8,7 +8,6 @@ derived from the certificate, so a re-run overwrites rather than duplicates them
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -91,10 +90,12 @@ async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Ar
 async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> certificate_data.GeneratedArtifacts:
     qr_key, barcode_key, pdf_key = artifact_keys(uuid)
     try:
-        await asyncio.gather(
-            deps.files.put_bytes(qr_key, artifacts.qr_svg, "image/svg+xml"),
-            deps.files.put_bytes(barcode_key, artifacts.barcode_svg, "image/svg+xml"),
-            deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf"),
+        await deps.files.put_many(
+            [
+                (qr_key, artifacts.qr_svg, "image/svg+xml"),
+                (barcode_key, artifacts.barcode_svg, "image/svg+xml"),
+                (pdf_key, artifacts.verified_pdf, "application/pdf"),
+            ]
         )
     except StorageError as exc:
         raise JobError(f"Storage unavailable: {exc}") from None

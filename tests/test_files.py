@@ -81,6 +81,18 @@ async def test_put_replaces_previous_content(store: FileStore) -> None:
     assert await store.get_bytes("k.bin") == b"second"
 
 
+async def test_put_many_stores_each_and_replaces(store: FileStore) -> None:
+    await store.put_bytes("c/1/b.svg", b"old", "image/svg+xml")
+    items = [
+        ("c/1/a.svg", b"<svg>a</svg>", "image/svg+xml"),
+        ("c/1/b.svg", b"<svg>b</svg>", "image/svg+xml"),
+        ("c/2/deep/c.pdf", b"%PDF-1.7 c", "application/pdf"),
+    ]
+    await store.put_many(items)
+    for key, data, _ in items:
+        assert await store.get_bytes(key) == data
+
+
 async def test_delete_and_delete_missing(store: FileStore) -> None:
     await store.put_bytes("gone.png", b"x", "image/png")
     await store.delete("gone.png")
@@ -151,6 +163,8 @@ async def test_local_unwritable_root_gives_storage_error(tmp_path: Path) -> None
     assert str(caught.value) == "Local storage: cannot write 'certs/a.pdf': Not a directory"
     with pytest.raises(StorageError):
         await store.put_file("certs/a.pdf", tmp_path / "whatever")
+    with pytest.raises(StorageError, match="cannot write 'certs/b.svg': Not a directory"):
+        await store.put_many([("certs/b.svg", b"<svg/>", "image/svg+xml")])
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +35,9 @@ class StorageError(Exception):
     """The storage itself failed (disk full, permission denied, S3 error); a retry may succeed."""
 
 
+PutItem = tuple[str, bytes, str]  # key, data, content type
+
+
 class FileStore(Protocol):
     """Keys are relative, slash-separated names chosen by the service, never by clients."""
 
@@ -42,6 +45,9 @@ class FileStore(Protocol):
         """Store a copy of the local file ``path`` under ``key``, replacing any previous file."""
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def put_many(self, items: Sequence[PutItem]) -> None:
+        """Store several (key, data, content type) at once; each one alone is atomic."""
 
     def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES

@@ -7,11 +7,17 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from service.files.base import DEFAULT_CHUNK_BYTES, FileMissing, StorageError, validate_key
+from service.files.base import (
+    DEFAULT_CHUNK_BYTES,
+    FileMissing,
+    PutItem,
+    StorageError,
+    validate_key,
+)
 
 COPY_CHUNK_BYTES = 1 << 20
 
@@ -36,6 +42,11 @@ class LocalFileStore:
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         target = self._path(key)
         await asyncio.to_thread(_write_atomic, target, key, lambda out: out.write(data))
+
+    async def put_many(self, items: Sequence[PutItem]) -> None:
+        """One thread hop for all; siblings share one directory fsync (a certificate's files)."""
+        targets = [(self._path(key), key, data) for key, data, _ in items]
+        await asyncio.to_thread(_write_all, targets)
 
     async def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
@@ -93,19 +104,52 @@ def _copy_from(source: Path, out: BinaryIO) -> None:
 def _write_atomic(target: Path, key: str, fill: Callable[[BinaryIO], object]) -> None:
     """Write to a temporary sibling, fsync, rename over the target, fsync the directory."""
     with _storage_errors(key, "write"):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                fill(out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-            raise
-        _fsync_directory(target.parent)
+        changed = _make_directory(target.parent)
+        _replace(target, fill)
+        for directory in (target.parent, *changed):
+            _fsync_directory(directory)
+
+
+def _write_all(targets: Sequence[tuple[Path, str, bytes]]) -> None:
+    changed: dict[Path, None] = {}  # directories to fsync, in order, once each
+    for target, key, data in targets:
+        with _storage_errors(key, "write"):
+            if target.parent not in changed:
+                changed.update(dict.fromkeys(_make_directory(target.parent)))
+            _replace(target, _writer(data))
+            changed[target.parent] = None
+    for directory in changed:
+        with _storage_errors(str(directory), "write"):
+            _fsync_directory(directory)
+
+
+def _writer(data: bytes) -> Callable[[BinaryIO], object]:
+    return lambda out: out.write(data)
+
+
+def _make_directory(directory: Path) -> list[Path]:
+    """Create ``directory`` if needed; the directories whose entries that changed (to fsync)."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    if missing:
+        missing[0].mkdir(parents=True, exist_ok=True)
+    return [path.parent for path in missing]
+
+
+def _replace(target: Path, fill: Callable[[BinaryIO], object]) -> None:
+    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            fill(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import mimetypes
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,13 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service.files.base import DEFAULT_CHUNK_BYTES, FileMissing, StorageError, validate_key
+from service.files.base import (
+    DEFAULT_CHUNK_BYTES,
+    FileMissing,
+    PutItem,
+    StorageError,
+    validate_key,
+)
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 CONNECT_TIMEOUT_S = 10
@@ -54,6 +60,9 @@ class S3FileStore:
             await self._client.put_object(
                 Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
             )
+
+    async def put_many(self, items: Sequence[PutItem]) -> None:
+        await asyncio.gather(*(self.put_bytes(*item) for item in items))
 
     async def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
