@@ -117,10 +117,6 @@ async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
         original = await load_original(deps, certificate["original_key"])
         artifacts = await render(deps, certificate, original)
     generated = await store(deps, str(certificate["uuid"]), artifacts)
-    async with deps.pool.acquire() as conn:
-        recipient_id = await certificate_data.find_recipient(
-            conn, email=certificate["applicant_email"]
-        )
     message_id = certificate_message_id(
         str(certificate["uuid"]), mail_domain(deps.settings.base_url)
     )
@@ -128,7 +124,7 @@ async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
         finalize_generated,
         certificate_id=ctx.ref_id,
         artifacts=generated,
-        recipient_id=recipient_id,
+        recipient_id=certificate["recipient_id"],
         message_id=message_id,
         base_url=deps.settings.base_url,
     )
