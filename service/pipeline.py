@@ -117,6 +117,10 @@ async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
         original = await load_original(deps, certificate["original_key"])
         artifacts = await render(deps, certificate, original)
     generated = await store(deps, str(certificate["uuid"]), artifacts)
+    async with deps.pool.acquire() as conn:
+        recipient_id = await certificate_data.find_recipient(
+            conn, email=certificate["applicant_email"]
+        )
     message_id = certificate_message_id(
         str(certificate["uuid"]), mail_domain(deps.settings.base_url)
     )
@@ -124,7 +128,7 @@ async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
         finalize_generated,
         certificate_id=ctx.ref_id,
         artifacts=generated,
-        recipient_id=certificate["recipient_id"],
+        recipient_id=recipient_id,
         message_id=message_id,
         base_url=deps.settings.base_url,
     )

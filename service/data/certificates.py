@@ -188,19 +188,14 @@ async def failed_in_batch(
 async def start_processing(
     conn: Connection, *, certificate_id: int, reference_id: str
 ) -> asyncpg.Record | None:
-    """Mark it processing and give it a reference id, once: a re-run keeps the first id.
-
-    Also returns the recipient account its email matches (case-insensitive), if any.
-    """
+    """Mark it processing and give it a reference id, once: a re-run keeps the first id."""
     row: asyncpg.Record | None = await conn.fetchrow(
         "UPDATE certificates c SET status = 'processing',"
         " reference_id = coalesce(c.reference_id, $2), updated_at = now()"
         " FROM institutions i WHERE c.id = $1 AND i.id = c.institution_id"
         " AND c.status IN ('pending', 'processing')"
         " RETURNING c.id, c.uuid, c.reference_id, c.original_key, c.original_mime,"
-        " c.applicant_email, i.name AS institution_name,"
-        " (SELECT r.id FROM recipients r WHERE lower(r.email) = lower(c.applicant_email))"
-        " AS recipient_id",
+        " c.applicant_email, i.name AS institution_name",
         certificate_id,
         reference_id,
     )
@@ -283,6 +278,13 @@ async def insert_certificate(
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return row
+
+
+async def find_recipient(conn: Connection, *, email: str) -> int | None:
+    recipient_id: int | None = await conn.fetchval(
+        "SELECT id FROM recipients WHERE lower(email) = lower($1)", email
+    )
+    return recipient_id
 
 
 async def revoke(conn: Connection, *, key: str, reason: str | None) -> asyncpg.Record | None:
