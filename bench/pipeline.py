@@ -1,7 +1,7 @@
 """Certificates per second from 1-page PDF originals through the real service (workers on),
 beside the same artifact function in a tight loop on as many processes as cores, same run.
 
-    .venv/bin/python -m bench.pipeline [--certificates 600] [--workers 8] [--dsn ...]
+    .venv/bin/python -m bench.pipeline [--certificates 2000] [--workers 8] [--dsn ...]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ async def wait_done(service: Service, token: str, batch_id: str) -> dict[str, ob
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--certificates", type=int, default=600)
+    parser.add_argument("--certificates", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--loop-seconds", type=float, default=8)
     parser.add_argument("--dsn", default=None)

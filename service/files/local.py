@@ -102,24 +102,39 @@ def _copy_from(source: Path, out: BinaryIO) -> None:
 
 
 def _write_atomic(target: Path, key: str, fill: Callable[[BinaryIO], object]) -> None:
-    """Write to a temporary sibling, fsync, rename over the target, fsync the directory."""
     with _storage_errors(key, "write"):
-        changed = _make_directory(target.parent)
-        _replace(target, fill)
-        for directory in (target.parent, *changed):
-            _fsync_directory(directory)
+        write_atomically(target, fill)
+
+
+def write_bytes_atomically(target: Path, data: bytes, *, prefix: str, suffix: str) -> None:
+    write_atomically(target, _writer(data), prefix=prefix, suffix=suffix)
+
+
+def write_atomically(
+    target: Path,
+    fill: Callable[[BinaryIO], object],
+    *,
+    prefix: str = ".tmp-",
+    suffix: str = ".part",
+) -> None:
+    """Temp sibling, fsync, rename, fsync the directory (and the parents of new directories)."""
+    changed = _make_directory(target.parent)
+    _replace(target, fill, prefix=prefix, suffix=suffix)
+    for directory in (target.parent, *changed):
+        _fsync_directory(directory)
 
 
 def _write_all(targets: Sequence[tuple[Path, str, bytes]]) -> None:
-    changed: dict[Path, None] = {}  # directories to fsync, in order, once each
+    # directories to fsync, once each, with a key to name in errors (never a local path)
+    changed: dict[Path, str] = {}
     for target, key, data in targets:
         with _storage_errors(key, "write"):
             if target.parent not in changed:
-                changed.update(dict.fromkeys(_make_directory(target.parent)))
+                changed.update(dict.fromkeys(_make_directory(target.parent), key))
             _replace(target, _writer(data))
-            changed[target.parent] = None
-    for directory in changed:
-        with _storage_errors(str(directory), "write"):
+            changed[target.parent] = key
+    for directory, key in changed.items():
+        with _storage_errors(key, "write"):
             _fsync_directory(directory)
 
 
@@ -128,7 +143,7 @@ def _writer(data: bytes) -> Callable[[BinaryIO], object]:
 
 
 def _make_directory(directory: Path) -> list[Path]:
-    """Create ``directory`` if needed; the directories whose entries that changed (to fsync)."""
+    """Create ``directory`` if needed; the directories whose entries changed (to fsync)."""
     missing = []
     while not directory.is_dir():
         missing.append(directory)
@@ -138,8 +153,14 @@ def _make_directory(directory: Path) -> list[Path]:
     return [path.parent for path in missing]
 
 
-def _replace(target: Path, fill: Callable[[BinaryIO], object]) -> None:
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+def _replace(
+    target: Path,
+    fill: Callable[[BinaryIO], object],
+    *,
+    prefix: str = ".tmp-",
+    suffix: str = ".part",
+) -> None:
+    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)

@@ -15,11 +15,8 @@ certificate: for tests only, as it allows a man in the middle). Unknown options 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
@@ -29,6 +26,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import aiosmtplib
 
+from service.files.local import write_bytes_atomically
 from service.mail import compose
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -134,20 +132,7 @@ def write_eml(message: EmailMessage, directory: Path) -> Path:
     """Write ``<Message-ID>.eml`` atomically (temp file + rename); the same Message-ID, so the
     same certificate, overwrites the same file. Blocking: run it in a thread."""
     target = directory / _eml_name(message)
-    data = message.as_bytes()
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=".", suffix=".eml.tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    _fsync_directory(directory)
+    write_bytes_atomically(target, message.as_bytes(), prefix=".", suffix=".eml.tmp")
     return target
 
 
@@ -290,14 +275,3 @@ def _eml_name(message: EmailMessage) -> str:
     if not stem:
         raise ValueError("the message has no Message-ID to name its .eml file after")
     return f"{stem}.eml"
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename survives a power cut only once the directory entry is flushed (POSIX only).
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
