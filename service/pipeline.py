@@ -23,7 +23,14 @@ from service.data import emails as email_data
 from service.files.base import FileMissing, StorageError
 from service.jobs import Deps, enqueue_email
 from service.mail.compose import certificate_message_id
-from service.queue.types import Finalizer, JobContext, JobError, PermanentFailure
+from service.queue.types import (
+    Finalizer,
+    JobContext,
+    JobError,
+    PermanentFailure,
+    Tallies,
+    Tally,
+)
 from service.verification import verification_url
 from service.webhooks import events
 
@@ -142,12 +149,12 @@ async def finalize_generated(
     recipient_id: int | None,
     message_id: str,
     base_url: str,
-) -> None:
+) -> Tallies:
     row = await certificate_data.mark_generated(
         conn, certificate_id=certificate_id, artifacts=artifacts, recipient_id=recipient_id
     )
     if row is None:
-        return
+        return None
     if recipient_id is None:
         outbox_id = await email_data.add_to_outbox(
             conn, certificate_id=certificate_id, message_id=message_id
@@ -157,24 +164,30 @@ async def finalize_generated(
     await events.emit_certificate(
         conn, certificate_id=certificate_id, event=events.APPROVED, base_url=base_url
     )
-    if row["batch_id"] is not None:
-        batch, finished_now = await batch_data.count_outcome(
-            conn, batch_id=row["batch_id"], generated=1
-        )
-        if finished_now:
-            await events.emit_batch_completed(conn, batch)
+    return batch_tally(row["batch_id"], generated=1)
 
 
-async def certificate_failed(conn: Connection, ctx: JobContext, error: str) -> None:
+async def certificate_failed(conn: Connection, ctx: JobContext, error: str) -> Tallies:
     assert ctx.ref_id is not None
     row = await certificate_data.mark_failed(conn, certificate_id=ctx.ref_id, error=error)
     if row is None:
-        return
+        return None
     log.warning("certificate %s failed: %s", row["uuid"], error)
     await events.emit_certificate(conn, certificate_id=ctx.ref_id, event=events.FAILED)
-    if row["batch_id"] is not None:
-        batch, finished_now = await batch_data.count_outcome(
-            conn, batch_id=row["batch_id"], failed=1
-        )
-        if finished_now:
-            await events.emit_batch_completed(conn, batch)
+    return batch_tally(row["batch_id"], failed=1)
+
+
+def batch_tally(batch_id: int | None, *, generated: int = 0, failed: int = 0) -> list[Tally]:
+    """A bulk certificate's outcome, added to its batch's counters when the flush ends."""
+    if batch_id is None:
+        return []
+    return [Tally("batch", batch_id, (generated, failed), write_batch_counts)]
+
+
+async def write_batch_counts(conn: Connection, batch_id: int, counts: tuple[int, ...]) -> None:
+    generated, failed = counts
+    batch, finished_now = await batch_data.count_outcome(
+        conn, batch_id=batch_id, generated=generated, failed=failed
+    )
+    if finished_now:
+        await events.emit_batch_completed(conn, batch)

@@ -15,6 +15,9 @@ from service.queue.types import (
     JobType,
     PermanentFailure,
     RetryLater,
+    Tallies,
+    Tally,
+    TallyWriter,
     exponential_backoff,
 )
 from service.queue.wiring import ENGINE, run_worker, stop_on_signals, workers_ctx
@@ -32,6 +35,9 @@ __all__ = [
     "JobType",
     "PermanentFailure",
     "RetryLater",
+    "Tallies",
+    "Tally",
+    "TallyWriter",
     "enqueue",
     "enqueue_many",
     "exponential_backoff",

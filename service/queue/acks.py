@@ -1,7 +1,8 @@
 """Job outcomes and the ack buffer that writes them in batches, guarded by the fencing token.
 
 Finalizers and ``on_exhausted`` run inside the flush transaction, each in a savepoint, and only
-for jobs whose row still carries the token of this claim: a stale worker writes nothing.
+for jobs whose row still carries the token of this claim: a stale worker writes nothing. The
+tallies they return are summed and written last, once per shared row (see ``Tally``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from service.queue.types import (
     JobContext,
     JobError,
     JobType,
+    Tallies,
+    Tally,
     exponential_backoff,
     retry_pause,
 )
@@ -81,47 +84,64 @@ def failed(
     return Outcome(job, error=error, retry_in_s=retry_in_s)
 
 
-async def _exhaust(
-    conn: Connection, outcome: Outcome, error: str, timeout_s: float
-) -> tuple[Result, Outcome]:
+Settled = tuple[Result, Outcome, Tallies]
+
+
+async def _exhaust(conn: Connection, outcome: Outcome, error: str, timeout_s: float) -> Settled:
     job = outcome.job
     handler = job.job_type.on_exhausted
     if handler is None:
-        return Result.EXHAUSTED, outcome
+        return Result.EXHAUSTED, outcome, None
     try:
         async with asyncio.timeout(timeout_s), conn.transaction():
-            await handler(conn, job.ctx, error)
+            tallies = await handler(conn, job.ctx, error)
     except Exception:
         # Keep the job, out of attempts: its next claim goes straight to on_exhausted.
         log.exception("on_exhausted of %s job %d failed", job.ctx.kind, job.ctx.job_id)
         delay = (job.job_type.backoff or exponential_backoff)(job.ctx.attempt)
         attempts = max(job.ctx.attempt, job.ctx.max_attempts)
-        return Result.RETRIED, replace(outcome, retry_in_s=delay, attempts=attempts)
-    return Result.EXHAUSTED, outcome
+        return Result.RETRIED, replace(outcome, retry_in_s=delay, attempts=attempts), None
+    return Result.EXHAUSTED, outcome, tallies
 
 
-async def _settle(conn: Connection, outcome: Outcome, timeout_s: float) -> tuple[Result, Outcome]:
+async def _settle(conn: Connection, outcome: Outcome, timeout_s: float) -> Settled:
     """Run the outcome's finalizer or on_exhausted (each in a savepoint, within
     ``timeout_s``); say what to write for the job."""
     if outcome.error is None:
         if outcome.finalizer is None:
-            return Result.COMPLETED, outcome
+            return Result.COMPLETED, outcome, None
         try:
             async with asyncio.timeout(timeout_s), conn.transaction():
-                await outcome.finalizer(conn)
+                tallies = await outcome.finalizer(conn)
         except Exception as exc:
             ctx = outcome.job.ctx
             log.warning("finalizer of %s job %d failed", ctx.kind, ctx.job_id, exc_info=True)
             outcome = failed(outcome.job, f"finalizer: {describe(exc)}")
         else:
-            return Result.COMPLETED, outcome
+            return Result.COMPLETED, outcome, tallies
     if outcome.retry_in_s is not None:
-        return Result.RETRIED, outcome
+        return Result.RETRIED, outcome, None
     return await _exhaust(conn, outcome, outcome.error or "failed", timeout_s)
 
 
+async def _write_tallies(conn: Connection, tallies: Sequence[Tally], timeout_s: float) -> None:
+    """One write per (kind, ref id), in that order. A failure fails the whole flush, which is
+    retried: its finalizers' savepoints were rolled back with it."""
+    sums: dict[tuple[str, int], Tally] = {}
+    for tally in tallies:
+        key = (tally.kind, tally.ref_id)
+        if key in sums:
+            counts = tuple(a + b for a, b in zip(sums[key].counts, tally.counts, strict=True))
+            tally = replace(tally, counts=counts)
+        sums[key] = tally
+    for key in sorted(sums):
+        tally = sums[key]
+        async with asyncio.timeout(timeout_s):
+            await tally.write(conn, tally.ref_id, tally.counts)
+
+
 def _lock_order(outcome: Outcome) -> tuple[str, int, int]:
-    """Finalizers lock domain rows (a certificate's batch, say); running them in one order in
+    """Finalizers lock domain rows (their certificate, say); running them in one order in
     every process keeps two flushes from waiting on each other's rows in opposite orders."""
     ctx = outcome.job.ctx
     return ctx.kind, ctx.ref_id or 0, ctx.job_id
@@ -166,11 +186,15 @@ async def write_outcomes(
     async with conn.transaction():
         held = await store.lock_jobs(conn, ids=ids, tokens=tokens, timeout_s=timeout_s)
         results: list[tuple[Result, Outcome]] = []
+        tallies: list[Tally] = []
         for outcome in sorted(outcomes, key=_lock_order):
             if outcome.job.ctx.lease_token in held:
-                results.append(await _settle(conn, outcome, timeout_s))
+                result, settled, added = await _settle(conn, outcome, timeout_s)
+                results.append((result, settled))
+                tallies.extend(added or ())
             else:
                 results.append((Result.STALE, outcome))
+        await _write_tallies(conn, tallies, timeout_s)
         await _write_settled(conn, [r for r in results if r[0] is not Result.STALE], timeout_s)
     return results
 

@@ -6,7 +6,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
@@ -17,8 +17,28 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 600.0
 BACKOFF_JITTER = 0.2
 
+# (conn, ref id, summed counts): writes a tally's sum into its row.
+TallyWriter: TypeAlias = Callable[[Connection, int, tuple[int, ...]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Counts a finalizer adds to a row that many jobs share (a batch's counters, say).
+
+    The flush sums the tallies of its jobs per (kind, ref id) and writes each sum once, after
+    every finalizer and in (kind, ref id) order: one write per shared row per flush, and rows
+    locked in one order by every process, so two flushes cannot deadlock on them.
+    """
+
+    kind: str
+    ref_id: int
+    counts: tuple[int, ...]
+    write: TallyWriter
+
+
+Tallies: TypeAlias = Sequence[Tally] | None
 # Runs inside the guarded transaction that deletes the job: the job's effects are written once.
-Finalizer: TypeAlias = Callable[[Connection], Awaitable[None]]
+Finalizer: TypeAlias = Callable[[Connection], Awaitable[Tallies]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +54,7 @@ class JobContext:
 
 Handler: TypeAlias = Callable[[JobContext], Awaitable[Finalizer | None]]
 # (conn, ctx, last error): runs inside the guarded transaction that deletes an exhausted job.
-ExhaustedHandler: TypeAlias = Callable[[Connection, JobContext, str], Awaitable[None]]
+ExhaustedHandler: TypeAlias = Callable[[Connection, JobContext, str], Awaitable[Tallies]]
 
 
 @dataclass(frozen=True, slots=True)
