@@ -26,7 +26,7 @@ from service.api.common import LARGE_PARSE
 from service.api.middleware import auth_middleware, request_middleware, stamp_request_id
 from service.auth import TokenToucher
 from service.config import Settings
-from service.keys import DSN, POOL, SETTINGS, TOKEN_TOUCHER
+from service.keys import DSN, POOL, SECOND_CONNECTIONS, SETTINGS, TOKEN_TOUCHER
 from service.maintenance import maintenance_ctx
 from service.queue.wiring import workers_ctx
 from service.resources import CPU, FILES, cpu_ctx, files_ctx, io_threads_ctx
@@ -60,6 +60,7 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
             async with pool.acquire() as conn:
                 await db.migrate(conn)
         app[POOL] = pool
+        app[SECOND_CONNECTIONS] = asyncio.Semaphore(settings.db_pool_max // 2)
         yield
     finally:
         await pool.close()

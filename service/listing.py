@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from service.data import Connection
 from service.data import certificates as certificate_data
 from service.data.certificates import ListFilter
 
@@ -19,7 +20,13 @@ class CertificatePage:
 
 
 async def certificate_page(
-    pool: asyncpg.Pool, filters: ListFilter, *, page: int, per_page: int, window: int
+    pool: asyncpg.Pool,
+    filters: ListFilter,
+    *,
+    page: int,
+    per_page: int,
+    window: int,
+    second_connections: asyncio.Semaphore,
 ) -> CertificatePage:
     """Rows and total; a free-text search lists (and counts) only its ``window`` newest matches.
 
@@ -27,33 +34,39 @@ async def certificate_page(
     table; a search window (GitHub's search works the same way) keeps every search fast.
     """
     offset = (page - 1) * per_page
-    if not filters.search:
-        async with pool.acquire() as conn:
-            rows = await certificate_data.list_certificates(
-                conn, filters=filters, limit=per_page, offset=offset
-            )
+    async with pool.acquire() as conn:
+        if not filters.search:
+            rows = await _rows(conn, filters, limit=per_page, offset=offset)
             total = await certificate_data.count_matches(conn, filters=filters, at_most=None)
-        return CertificatePage(rows, total, truncated=False)
-    limit = min(per_page, window - offset)
-    # rows and count on two connections: PostgreSQL runs both scans at once
-    rows, matches = await asyncio.gather(
-        _rows(pool, filters, limit=limit, offset=offset),
-        _count(pool, filters, at_most=window + 1),
-    )
+            return CertificatePage(rows, total, truncated=False)
+        limit = min(per_page, window - offset)
+        if second_connections.locked():
+            rows = await _rows(conn, filters, limit=limit, offset=offset)
+            matches = await _count(conn, filters, at_most=window + 1)
+        else:
+            async with second_connections:
+                # rows and count on two connections: PostgreSQL runs both scans at once
+                rows, matches = await asyncio.gather(
+                    _rows(conn, filters, limit=limit, offset=offset),
+                    _count_apart(pool, filters, at_most=window + 1),
+                )
     return CertificatePage(rows, min(matches, window), truncated=matches > window)
 
 
 async def _rows(
-    pool: asyncpg.Pool, filters: ListFilter, *, limit: int, offset: int
+    conn: Connection, filters: ListFilter, *, limit: int, offset: int
 ) -> list[asyncpg.Record]:
     if limit <= 0:
         return []
-    async with pool.acquire() as conn:
-        return await certificate_data.list_certificates(
-            conn, filters=filters, limit=limit, offset=offset
-        )
+    return await certificate_data.list_certificates(
+        conn, filters=filters, limit=limit, offset=offset
+    )
 
 
-async def _count(pool: asyncpg.Pool, filters: ListFilter, *, at_most: int) -> int:
+async def _count(conn: Connection, filters: ListFilter, *, at_most: int) -> int:
+    return await certificate_data.count_matches(conn, filters=filters, at_most=at_most)
+
+
+async def _count_apart(pool: asyncpg.Pool, filters: ListFilter, *, at_most: int) -> int:
     async with pool.acquire() as conn:
-        return await certificate_data.count_matches(conn, filters=filters, at_most=at_most)
+        return await _count(conn, filters, at_most=at_most)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -110,6 +111,31 @@ async def windowed(
     settings: Settings, aiohttp_client: Callable[..., Awaitable[TestClient]]
 ) -> TestClient:
     return await aiohttp_client(create_app(dataclasses.replace(settings, search_window=100)))
+
+
+@pytest.fixture
+async def small_pool(
+    settings: Settings, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> TestClient:
+    return await aiohttp_client(create_app(dataclasses.replace(settings, db_pool_max=2)))
+
+
+async def test_concurrent_searches_never_wait_on_each_other_for_connections(
+    small_pool: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    """Each search may take a second connection; twenty at once on a pool of two must not
+    end with every connection held by a request waiting for another."""
+    token = await make_token("all")
+    await submit(small_pool, conn, token, [{} for _ in range(5)])
+
+    async def search(n: int) -> int:
+        response = await small_pool.get(f"{BASE}?search=student {n % 5}", headers=bearer(token))
+        assert response.status == 200, await response.text()
+        return int((await response.json())["meta"]["total"])
+
+    async with asyncio.timeout(30):
+        totals = await asyncio.gather(*(search(n) for n in range(20)))
+    assert totals == [1] * 20
 
 
 async def test_a_search_lists_its_window_of_newest_matches(

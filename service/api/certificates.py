@@ -27,7 +27,7 @@ from service.api.vault_schemas import (
 )
 from service.data import certificates as certificate_data
 from service.jobs import wake_workers
-from service.keys import POOL, SETTINGS
+from service.keys import POOL, SECOND_CONNECTIONS, SETTINGS
 from service.listing import certificate_page
 
 routes = web.RouteTableDef()
@@ -119,6 +119,7 @@ async def list_certificates(request: web.Request) -> web.Response:
         page=page,
         per_page=per_page,
         window=request.app[SETTINGS].search_window,
+        second_connections=request.app[SECOND_CONNECTIONS],
     )
     items = [presenters.certificate_summary(row) for row in listed.rows]
     body = paginated(request, items, total=listed.total, page=page, per_page=per_page)
