@@ -1,5 +1,5 @@
-"""Periodic housekeeping, safe in every replica at once: expired uploads, old rate-limit
-windows and idempotency keys."""
+"""Periodic housekeeping, safe in every replica at once: expired uploads, orphan files, old
+rate-limit windows and idempotency keys."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from service.data import webhooks as webhook_data
 from service.files.base import FileStore, StorageError
 from service.keys import POOL, SETTINGS
 from service.resources import FILES
-from service.uploads import sweep_expired
+from service.uploads import sweep_expired, sweep_file_intents
 
 log = logging.getLogger(__name__)
 WEBHOOK_PURGE_BATCH = 10_000
@@ -65,12 +65,13 @@ async def run_once(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> 
         return windows, deliveries, keys
 
     swept = await guarded("expired uploads", lambda: sweep_expired(pool, files))
+    swept += await guarded("orphan files", lambda: sweep_file_intents(pool, files))
     async with pool.acquire() as conn:
         windows, deliveries, keys = await purge(conn)
     if swept or keys or deliveries:
         log.info(
-            "housekeeping: %d expired uploads, %d idempotency keys, %d rate windows,"
-            " %d old webhook deliveries",
+            "housekeeping: %d expired uploads and orphan files, %d idempotency keys,"
+            " %d rate windows, %d old webhook deliveries",
             swept,
             keys,
             windows,

@@ -14,6 +14,7 @@ import asyncpg
 
 from service import errors
 from service.config import Settings
+from service.data import file_intents as intents
 from service.data import uploads as upload_data
 from service.files.base import FileStore, StorageError
 from service.intake.inspect import FileKind, InvalidUpload, check_declared, inspect_file
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
 INSPECT_TIMEOUT_S = 60.0
+# An upload's file is written between its intent and its row; past this, the intent's file is
+# an orphan. (Correctness does not hang on it: see record_upload.)
+INTENT_GRACE_S = 900.0
+STORE_FAILED = "The file could not be stored; please retry."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +73,7 @@ async def put_spooled(files: FileStore, spooled: SpooledFile, key: str) -> None:
         await files.put_file(key, spooled.path)
     except StorageError as exc:
         log.error("storing upload failed: %s", exc)
-        raise errors.ServiceUnavailable("The file could not be stored; please retry.") from None
+        raise errors.ServiceUnavailable(STORE_FAILED) from None
 
 
 async def record_upload(
@@ -83,6 +88,9 @@ async def record_upload(
 ) -> StoredUpload:
     """Insert the upload row, refusing it when the institution's quota would be exceeded."""
     async with pool.acquire() as conn, conn.transaction():
+        if not await intents.resolve(conn, storage_key=storage_key):
+            log.error("the intent of upload %s was swept before its row", storage_key)
+            raise errors.ServiceUnavailable(STORE_FAILED)
         used = await upload_data.lock_institution_usage(conn, institution_id=institution_id)
         if used + spooled.size > settings.upload_quota_bytes:
             raise errors.FieldValidationError.single(
@@ -123,6 +131,8 @@ async def accept_upload(
 ) -> StoredUpload:
     kind = await inspect_spooled(cpu, spooled, field=field)
     key = new_storage_key("uploads", kind.extension)
+    async with pool.acquire() as conn:
+        await intents.add(conn, storage_keys=[key])
     await put_spooled(files, spooled, key)
     try:
         return await record_upload(
@@ -135,6 +145,7 @@ async def accept_upload(
             field=field,
         )
     except BaseException:
+        # best effort: the intent row stays, and housekeeping finishes the job if this fails
         with contextlib.suppress(StorageError):
             await files.delete(key)
         raise
@@ -144,18 +155,42 @@ async def sweep_expired(pool: asyncpg.Pool, files: FileStore) -> int:
     """Delete expired uploads, then their files; safe in several replicas (SKIP LOCKED).
 
     Rows go first, in a short transaction, so no transaction waits on storage; a file whose
-    delete fails is only logged (an orphan file is harmless, a stuck sweep is not).
+    delete fails becomes a file intent, and is deleted again later.
     """
     swept = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await upload_data.claim_expired(conn, limit=SWEEP_BATCH)
             await upload_data.delete_uploads(conn, ids=[row["id"] for row in rows])
-        for row in rows:
-            try:
-                await files.delete(row["storage_key"])
-            except StorageError as exc:
-                log.warning("could not delete expired upload file: %s", exc)
+        await _delete_files(pool, files, [row["storage_key"] for row in rows])
         swept += len(rows)
         if len(rows) < SWEEP_BATCH:
             return swept
+
+
+async def sweep_file_intents(
+    pool: asyncpg.Pool, files: FileStore, *, older_than_s: float = INTENT_GRACE_S
+) -> int:
+    """Delete the files of old intents (a crash between storing an upload and recording it)."""
+    swept = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            keys = await intents.claim_stale(conn, older_than_s=older_than_s, limit=SWEEP_BATCH)
+            await intents.remove(conn, storage_keys=keys)
+        await _delete_files(pool, files, keys)
+        swept += len(keys)
+        if len(keys) < SWEEP_BATCH:
+            return swept
+
+
+async def _delete_files(pool: asyncpg.Pool, files: FileStore, keys: list[str]) -> None:
+    failed = []
+    for key in keys:
+        try:
+            await files.delete(key)
+        except StorageError as exc:
+            log.warning("could not delete a file, will retry: %s", exc)
+            failed.append(key)
+    if failed:
+        async with pool.acquire() as conn:
+            await intents.add(conn, storage_keys=failed)
