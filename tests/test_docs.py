@@ -15,6 +15,8 @@ async def test_spec_is_valid_openapi_3(client: TestClient) -> None:
     assert spec["openapi"] == "3.0.3"
     validate(spec)
     assert (await (await client.get("/api/docs/swagger.json")).json()) == spec
+    listed = spec["paths"]["/business/certificate-vault"]["get"]["responses"]["200"]
+    assert "X-Search-Truncated" in listed["headers"]
 
 
 async def test_every_business_route_is_documented_and_secured(client: TestClient) -> None:

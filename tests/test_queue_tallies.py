@@ -78,3 +78,35 @@ async def test_a_failed_finalizer_adds_nothing(conn: asyncpg.Connection, dsn: st
         await wait_until(lambda: queue_empty(conn))
     total = await conn.fetchval("SELECT sum(counts[1]) FROM tally_log")
     assert total == 3  # each job counted once: by its second, successful finalizer
+
+
+async def test_a_failing_tally_retries_only_the_jobs_behind_it(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    """Row 1's first write fails: its jobs are requeued (their effects rolled back), the jobs
+    of row 2 complete in the same flush; on their next attempt row 1's jobs complete."""
+    await conn.execute(TALLY_LOG)
+    await conn.execute("CREATE TABLE effects (ref_id bigint, attempt int)")
+    failures = [1]
+
+    async def flaky_log(conn: Connection, ref_id: int, counts: tuple[int, ...]) -> None:
+        if ref_id == 1 and failures:
+            failures.pop()
+            raise RuntimeError("row 1 is busy")
+        await log_tally(conn, ref_id, counts)
+
+    async def run(ctx: JobContext) -> Finalizer:
+        async def finalize(conn: Connection) -> Tallies:
+            await conn.execute("INSERT INTO effects VALUES ($1, $2)", ctx.ref_id, ctx.attempt)
+            return [Tally("row", shared_row(ctx), (1,), flaky_log)]
+
+        return finalize
+
+    job_type = JobType("t", run, backoff=lambda attempt: 0.0)
+    async with running_engine(dsn, [job_type], ack_interval_s=2.0, ack_batch=4):
+        await enqueue_many(conn, "t", ref_ids=range(4))
+        await wait_until(lambda: queue_empty(conn))
+    effects = await conn.fetch("SELECT ref_id, attempt FROM effects ORDER BY ref_id")
+    assert [(r["ref_id"], r["attempt"]) for r in effects] == [(0, 1), (1, 2), (2, 1), (3, 2)]
+    total = await conn.fetchval("SELECT sum(counts[1]) FROM tally_log")
+    assert total == 4

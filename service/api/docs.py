@@ -17,6 +17,16 @@ SPEC_ALIAS_URL = "/api/docs/swagger.json"
 DOCS_URL = "/api/docs"
 STATIC_URL = "/api/docs/static"
 SWAGGER_ASSETS = Path(aiohttp_apigami.__file__).parent / "swagger_ui"
+# response headers apigami's decorators cannot declare: (path, method, status) -> headers
+RESPONSE_HEADERS = {
+    ("/business/certificate-vault", "get", "200"): {
+        "X-Search-Truncated": {
+            "description": "Present (true) when a search matches more certificates than its"
+            " window (SEARCH_WINDOW) lists; meta.total then counts the window.",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+}
 DESCRIPTION = """\
 Certificate Vault: institutions hand over certificates they already issued (PDF, JPG, PNG),
 in bulk or one at a time; each gets a public reference id, a QR code and barcode, a verified
@@ -70,6 +80,9 @@ def _tidy(spec: dict[str, Any]) -> None:
                 operation.pop("consumes", None)
                 if not operation.get("security"):
                     operation.pop("security", None)
+    for (path, method, status), headers in RESPONSE_HEADERS.items():
+        response = spec["paths"][path][method]["responses"][status]
+        response.setdefault("headers", {}).update(headers)
     components = spec.setdefault("components", {})
     components["securitySchemes"] = {
         "bearerAuth": {"type": "http", "scheme": "bearer", "description": "API token (vlt_...)"}

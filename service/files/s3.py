@@ -62,7 +62,13 @@ class S3FileStore:
             )
 
     async def put_many(self, items: Sequence[PutItem]) -> None:
-        await asyncio.gather(*(self.put_bytes(*item) for item in items))
+        # a TaskGroup cancels the other PUTs when one fails: none lands after the retry's
+        try:
+            async with asyncio.TaskGroup() as group:
+                for item in items:
+                    group.create_task(self.put_bytes(*item))
+        except* StorageError as failures:
+            raise failures.exceptions[0] from None
 
     async def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES

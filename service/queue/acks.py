@@ -18,6 +18,7 @@ import asyncpg
 
 from service.data import Connection
 from service.queue import store
+from service.queue.tallies import TallyFailed, write_tallies
 from service.queue.types import (
     EngineConfig,
     Finalizer,
@@ -124,22 +125,6 @@ async def _settle(conn: Connection, outcome: Outcome, timeout_s: float) -> Settl
     return await _exhaust(conn, outcome, outcome.error or "failed", timeout_s)
 
 
-async def _write_tallies(conn: Connection, tallies: Sequence[Tally], timeout_s: float) -> None:
-    """One write per (kind, ref id), in that order. A failure fails the whole flush, which is
-    retried: its finalizers' savepoints were rolled back with it."""
-    sums: dict[tuple[str, int], Tally] = {}
-    for tally in tallies:
-        key = (tally.kind, tally.ref_id)
-        if key in sums:
-            counts = tuple(a + b for a, b in zip(sums[key].counts, tally.counts, strict=True))
-            tally = replace(tally, counts=counts)
-        sums[key] = tally
-    for key in sorted(sums):
-        tally = sums[key]
-        async with asyncio.timeout(timeout_s):
-            await tally.write(conn, tally.ref_id, tally.counts)
-
-
 def _lock_order(outcome: Outcome) -> tuple[str, int, int]:
     """Finalizers lock domain rows (their certificate, say); running them in one order in
     every process keeps two flushes from waiting on each other's rows in opposite orders."""
@@ -183,18 +168,44 @@ async def write_outcomes(
             (Result.COMPLETED if t in held else Result.STALE, o)
             for t, o in zip(tokens, outcomes, strict=True)
         ]
+    while True:
+        try:
+            return await _write_guarded(conn, outcomes, timeout_s)
+        except TallyFailed as failure:
+            # Only the jobs behind that row retry (their effects were rolled back with the
+            # flush); the others are written again without them. Requeued jobs add no tally,
+            # so this ends.
+            log.warning("%s; %d jobs will retry", failure, len(failure.job_ids))
+            outcomes = [
+                _requeued(o, str(failure)) if o.job.ctx.job_id in failure.job_ids else o
+                for o in outcomes
+            ]
+
+
+def _requeued(outcome: Outcome, error: str) -> Outcome:
+    ctx = outcome.job.ctx
+    delay = (outcome.job.job_type.backoff or exponential_backoff)(ctx.attempt)
+    # an exhausted job stays out of attempts: its next claim goes straight to on_exhausted
+    attempts = None if outcome.error is None else max(ctx.attempt, ctx.max_attempts)
+    return Outcome(outcome.job, error=error[:MAX_ERROR_CHARS], retry_in_s=delay, attempts=attempts)
+
+
+async def _write_guarded(
+    conn: Connection, outcomes: Sequence[Outcome], timeout_s: float
+) -> list[tuple[Result, Outcome]]:
+    ids, tokens = _keys(outcomes)
     async with conn.transaction():
         held = await store.lock_jobs(conn, ids=ids, tokens=tokens, timeout_s=timeout_s)
         results: list[tuple[Result, Outcome]] = []
-        tallies: list[Tally] = []
+        tallies: list[tuple[int, Tally]] = []
         for outcome in sorted(outcomes, key=_lock_order):
             if outcome.job.ctx.lease_token in held:
                 result, settled, added = await _settle(conn, outcome, timeout_s)
                 results.append((result, settled))
-                tallies.extend(added or ())
+                tallies.extend((outcome.job.ctx.job_id, tally) for tally in added or ())
             else:
                 results.append((Result.STALE, outcome))
-        await _write_tallies(conn, tallies, timeout_s)
+        await write_tallies(conn, tallies, timeout_s)
         await _write_settled(conn, [r for r in results if r[0] is not Result.STALE], timeout_s)
     return results
 
