@@ -7,7 +7,6 @@ a batch's 10,000 ``created`` deliveries never travel through Python.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -15,7 +14,7 @@ import asyncpg
 from service.data import Connection
 
 
-def _iso(column: str) -> str:
+def iso(column: str) -> str:
     """SQL for a timestamp as the API writes it: ISO-8601 UTC with microseconds and a Z."""
     return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
@@ -28,17 +27,17 @@ jsonb_build_object(
     'applicant_email', c.applicant_email, 'issue_date', c.issue_date,
     'source', 'vault', 'trigger_context', c.trigger_context,
     'batch_id', (SELECT b.uuid FROM batches b WHERE b.id = c.batch_id),
-    'created_at', {_iso("c.created_at")}
+    'created_at', {iso("c.created_at")}
 ) || CASE $2::text
     WHEN 'certificate_application.approved' THEN jsonb_build_object(
         'verification_url', $3::text || '/verify/' || c.reference_id,
         'download_path', $3::text || '/business/certificate-vault/' || c.uuid || '/download',
         'verified_pdf_sha256', c.verified_pdf_sha256,
-        'generated_at', {_iso("c.generated_at")})
+        'generated_at', {iso("c.generated_at")})
     WHEN 'certificate_application.failed' THEN jsonb_build_object('error', c.error)
     WHEN 'certificate_application.revoked' THEN jsonb_build_object(
         'verification_url', $3::text || '/verify/' || c.reference_id,
-        'revoked_at', {_iso("c.revoked_at")}, 'revocation_reason', c.revocation_reason)
+        'revoked_at', {iso("c.revoked_at")}, 'revocation_reason', c.revocation_reason)
     ELSE '{{}}'::jsonb END
 """
 SUBSCRIBED = "e.active AND $2::text = ANY (e.events)"
@@ -215,102 +214,3 @@ async def purge_finished(conn: Connection, *, older_than_s: float, limit: int = 
         *(older_than_s, limit),
     )
     return int(status.split()[-1])
-
-
-# --- the delivery job ---
-
-
-async def load_delivery(conn: Connection, *, delivery_id: int) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT d.id, d.uuid, d.event, d.data, d.status, d.created_at, d.endpoint_id,"
-        " e.url, e.secret, e.active"
-        " FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id"
-        " WHERE d.id = $1",
-        delivery_id,
-    )
-    return row
-
-
-async def finish_delivery(conn: Connection, *, delivery_id: int, status: str) -> None:
-    """A pending delivery that will not be attempted again: ``failed`` or ``cancelled``."""
-    await conn.execute(
-        "UPDATE webhook_deliveries SET status = $2, next_attempt_at = NULL, finished_at = now()"
-        " WHERE id = $1 AND status = 'pending'",
-        *(delivery_id, status),
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Attempt:
-    delivery_id: int
-    attempt: int
-    status_code: int | None
-    duration_ms: int
-    error: str | None
-    excerpt: str
-    # 'delivered', 'pending' (another attempt in retry_in_s), 'failed' (no more attempts)
-    delivery_status: str
-    retry_in_s: float | None
-    gone: bool
-
-
-async def record_attempt(conn: Connection, attempt: Attempt, *, disable_after_s: float) -> None:
-    """Log the attempt, move the delivery on, and keep the endpoint's health (all or nothing)."""
-    async with conn.transaction():
-        endpoint_id = await conn.fetchval(
-            "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1,"
-            " next_attempt_at = now() + make_interval(secs => $3),"
-            " finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END"
-            " WHERE id = $1 AND status = 'pending' RETURNING endpoint_id",
-            *(attempt.delivery_id, attempt.delivery_status, attempt.retry_in_s),
-        )
-        if endpoint_id is None:
-            return  # deleted with its endpoint, or finished by an earlier run of the job
-        await conn.execute(
-            "INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, status_code,"
-            " duration_ms, error, response_excerpt, next_retry_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))",
-            *(attempt.delivery_id, endpoint_id, attempt.attempt, attempt.status_code),
-            *(attempt.duration_ms, attempt.error, attempt.excerpt, attempt.retry_in_s),
-        )
-        if attempt.delivery_status == "delivered":
-            await _endpoint_succeeded(conn, endpoint_id)
-        else:
-            await _endpoint_failed(conn, endpoint_id, attempt, disable_after_s)
-
-
-async def _endpoint_succeeded(conn: Connection, endpoint_id: int) -> None:
-    await conn.execute(
-        "UPDATE webhook_endpoints SET last_success_at = now(), failing_since = NULL,"
-        " updated_at = now() WHERE id = $1",
-        endpoint_id,
-    )
-
-
-GONE_REASON = "410 Gone: the endpoint answered 410, so deliveries to it stopped."
-
-
-async def _endpoint_failed(
-    conn: Connection, endpoint_id: int, attempt: Attempt, disable_after_s: float
-) -> None:
-    """Disable the endpoint on 410, or when it has failed without a success for too long."""
-    reason: str | None = await conn.fetchval(
-        "WITH cur AS (SELECT id, CASE WHEN NOT active THEN NULL WHEN $2::boolean THEN $3::text"
-        " WHEN failing_since < now() - make_interval(secs => $4::float8) THEN format("
-        f"'Every delivery attempt failed since %s (last error: %s).', {_iso('failing_since')},"
-        " $5::text) END AS reason FROM webhook_endpoints WHERE id = $1 FOR UPDATE)"
-        " UPDATE webhook_endpoints e SET last_failure_at = now(),"
-        " failing_since = coalesce(e.failing_since, now()),"
-        " active = e.active AND cur.reason IS NULL,"
-        " disabled_reason = coalesce(cur.reason, e.disabled_reason),"
-        " disabled_at = CASE WHEN cur.reason IS NULL THEN e.disabled_at ELSE now() END,"
-        " updated_at = now() FROM cur WHERE e.id = cur.id RETURNING cur.reason",
-        *(endpoint_id, attempt.gone, GONE_REASON, disable_after_s, attempt.error or "failed"),
-    )
-    if reason is not None:
-        # its other deliveries will not be attempted: say so now, not when their jobs run
-        await conn.execute(
-            "UPDATE webhook_deliveries SET status = 'cancelled', next_attempt_at = NULL,"
-            " finished_at = now() WHERE endpoint_id = $1 AND status = 'pending'",
-            endpoint_id,
-        )

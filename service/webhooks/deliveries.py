@@ -17,7 +17,7 @@ import asyncpg
 
 from service.config import Settings
 from service.data import Connection
-from service.data import webhooks as webhook_data
+from service.data import webhook_deliveries as delivery_data
 from service.queue.types import Finalizer, JobContext, JobType, RetryLater
 from service.webhooks import events, sender, signing
 
@@ -65,7 +65,7 @@ async def deliver(deps: Deps, ctx: JobContext) -> Finalizer | None:
     result = await attempt(deps, target)
     record = outcome(ctx, result, retry_schedule(deps.settings))
     async with deps.pool.acquire() as conn:
-        await webhook_data.record_attempt(
+        await delivery_data.record_attempt(
             conn, record, disable_after_s=deps.settings.webhook_disable_after_s
         )
     if record.delivery_status == "pending":
@@ -78,11 +78,11 @@ async def deliver(deps: Deps, ctx: JobContext) -> Finalizer | None:
 
 async def _load(conn: Connection, delivery_id: int) -> asyncpg.Record | None:
     """The delivery with its endpoint, if there is an attempt to make."""
-    target = await webhook_data.load_delivery(conn, delivery_id=delivery_id)
+    target = await delivery_data.load_delivery(conn, delivery_id=delivery_id)
     if target is None or target["status"] != "pending":
         return None
     if not target["active"]:
-        await webhook_data.finish_delivery(conn, delivery_id=delivery_id, status="cancelled")
+        await delivery_data.finish_delivery(conn, delivery_id=delivery_id, status="cancelled")
         return None
     return target
 
@@ -115,7 +115,7 @@ async def attempt(deps: Deps, target: asyncpg.Record) -> sender.DeliveryResult:
 
 def outcome(
     ctx: JobContext, result: sender.DeliveryResult, schedule: Sequence[int]
-) -> webhook_data.Attempt:
+) -> delivery_data.Attempt:
     """What the attempt means: delivered, another attempt later, or failed for good (410 too)."""
     assert ctx.ref_id is not None
     delay: float | None = None
@@ -128,7 +128,7 @@ def outcome(
             sender.next_retry_delay_s(ctx.attempt, schedule=schedule), result.retry_after_s
         )
         status = "failed" if delay is None else "pending"
-    return webhook_data.Attempt(
+    return delivery_data.Attempt(
         delivery_id=ctx.ref_id,
         attempt=ctx.attempt,
         status_code=result.status,
@@ -145,7 +145,7 @@ def outcome(
 async def delivery_exhausted(conn: Connection, ctx: JobContext, error: str) -> None:
     """The job ran out of attempts some other way (timeouts, crashes): the delivery failed."""
     assert ctx.ref_id is not None
-    await webhook_data.finish_delivery(conn, delivery_id=ctx.ref_id, status="failed")
+    await delivery_data.finish_delivery(conn, delivery_id=ctx.ref_id, status="failed")
 
 
 async def fan_out(deps: Deps, ctx: JobContext) -> Finalizer | None:
