@@ -37,20 +37,53 @@ async def certificate_page(
     async with pool.acquire() as conn:
         if not filters.search:
             rows = await _rows(conn, filters, limit=per_page, offset=offset)
-            total = await certificate_data.count_matches(conn, filters=filters, at_most=None)
+            total = known_total(rows, limit=per_page, offset=offset)
+            if total is None:
+                total = await certificate_data.count_matches(conn, filters=filters, at_most=None)
             return CertificatePage(rows, total, truncated=False)
         limit = min(per_page, window - offset)
         if second_connections.locked():
             rows = await _rows(conn, filters, limit=limit, offset=offset)
-            matches = await _count(conn, filters, at_most=window + 1)
+            matches = known_total(rows, limit=limit, offset=offset)
+            if matches is None:
+                matches = await _count(conn, filters, at_most=window + 1)
         else:
             async with second_connections:
-                # rows and count on two connections: PostgreSQL runs both scans at once
-                rows, matches = await asyncio.gather(
-                    _rows(conn, filters, limit=limit, offset=offset),
-                    _count_apart(pool, filters, at_most=window + 1),
-                )
+                rows, matches = await _rows_and_count(pool, conn, filters, limit, offset, window)
     return CertificatePage(rows, min(matches, window), truncated=matches > window)
+
+
+def known_total(rows: list[asyncpg.Record], *, limit: int, offset: int) -> int | None:
+    """A page that is not full ends the list: its total needs no count."""
+    if len(rows) < limit and (rows or offset == 0):
+        return offset + len(rows)
+    return None
+
+
+async def _rows_and_count(
+    pool: asyncpg.Pool,
+    conn: Connection,
+    filters: ListFilter,
+    limit: int,
+    offset: int,
+    window: int,
+) -> tuple[list[asyncpg.Record], int]:
+    """The count runs on a second connection while the rows are read (PostgreSQL runs both
+    scans at once), and is cancelled when the page turns out not to be full."""
+    counting = asyncio.create_task(_count_apart(pool, filters, at_most=window + 1))
+    counting.add_done_callback(_retrieve)
+    try:
+        rows = await _rows(conn, filters, limit=limit, offset=offset)
+        known = known_total(rows, limit=limit, offset=offset)
+        return rows, known if known is not None else await counting
+    finally:
+        counting.cancel()  # nothing when it is done
+
+
+def _retrieve(task: asyncio.Task[int]) -> None:
+    """A cancelled count's error is of no interest; reading it keeps asyncio from logging it."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _rows(

@@ -163,3 +163,16 @@ async def test_a_search_lists_its_window_of_newest_matches(
     # no search, no window
     body, truncated = await get("per_page=100&page=2")
     assert not truncated and body["meta"]["total"] == 130 and len(body["data"]) == 30
+
+
+@pytest.mark.parametrize("search", ["", "search=student&"])
+async def test_totals_on_full_partial_and_empty_pages(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection, search: str
+) -> None:
+    token = await make_token("all")
+    await submit(client, conn, token, [{} for _ in range(5)])
+    for page, shown in ((1, 2), (2, 2), (3, 1), (4, 0), (9, 0)):
+        response = await client.get(f"{BASE}?{search}per_page=2&page={page}", headers=bearer(token))
+        body = await response.json()
+        assert (len(body["data"]), body["meta"]["total"]) == (shown, 5), page
+        assert body["meta"]["last_page"] == 3
