@@ -38,6 +38,9 @@ SELECT count(*), pg_notify('vault_jobs', '') FROM ins
 
 NOTIFY = "SELECT pg_notify('vault_jobs', '')"
 
+# Lease tokens are random, not from a sequence: claims commit asynchronously, and after a
+# PostgreSQL crash a sequence would hand a lost claim's tokens out again, to the same jobs,
+# letting the old holder's acks pass the fence.
 # Expired leases first, then ready jobs in claim order; every filter lives inside the CTEs.
 # Finding expired leases visits every running row, so it is done only when $5 is true (the
 # engine asks at most once a second). The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a
@@ -60,7 +63,7 @@ WITH expired AS (
 UPDATE jobs AS j
 SET state = 1,
     attempts = j.attempts + 1,
-    lease_token = nextval('jobs_lease_token_seq'),
+    lease_token = ('x' || left(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint,
     locked_until = now() + make_interval(secs => $3),
     worker_id = $4
 WHERE j.id = ANY (ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM ready))
