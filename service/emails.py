@@ -51,7 +51,8 @@ async def send_certificate_email(deps: Deps, ctx: JobContext) -> Finalizer | Non
     assert ctx.ref_id is not None  # email jobs always name their outbox row
     async with deps.pool.acquire() as conn:
         row = await email_data.load_email(conn, outbox_id=ctx.ref_id)
-    if row is None or row["status"] != "pending":
+    # sent, failed, or cancelled with its certificate's revocation: nothing to send
+    if row is None or row["status"] != "pending" or row["certificate_status"] != "generated":
         return None
     await deliver(deps, build_message(deps, dict(row)))
     return partial(email_data.mark_sent, outbox_id=ctx.ref_id)

@@ -288,11 +288,16 @@ async def find_recipient(conn: Connection, *, email: str) -> int | None:
 
 
 async def revoke(conn: Connection, *, key: str, reason: str | None) -> asyncpg.Record | None:
+    """``generated`` → ``revoked``; its email, if not sent yet, is cancelled with it."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "UPDATE certificates SET status = 'revoked', revoked_at = now(), revocation_reason = $2,"
-        " updated_at = now()"
+        "WITH revoked AS (UPDATE certificates SET status = 'revoked', revoked_at = now(),"
+        " revocation_reason = $2, updated_at = now()"
         " WHERE (uuid::text = lower($1) OR reference_id = upper($1)) AND status = 'generated'"
-        " RETURNING id, uuid, reference_id, institution_id",
+        " RETURNING id, uuid, reference_id, institution_id),"
+        " cancelled AS (UPDATE email_outbox o SET status = 'cancelled',"
+        " error = 'The certificate was revoked before its email was sent.'"
+        " FROM revoked r WHERE o.certificate_id = r.id AND o.status = 'pending')"
+        " SELECT * FROM revoked",
         key,
         reason,
     )

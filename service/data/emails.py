@@ -20,7 +20,8 @@ async def add_to_outbox(conn: Connection, *, certificate_id: int, message_id: st
 
 async def load_email(conn: Connection, *, outbox_id: int) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT o.id, o.status, o.message_id, c.uuid, c.reference_id, c.full_name,"
+        "SELECT o.id, o.status, c.status AS certificate_status, o.message_id, c.uuid,"
+        " c.reference_id, c.full_name,"
         " c.applicant_email, c.certificate_title, i.name AS institution_name"
         " FROM email_outbox o JOIN certificates c ON c.id = o.certificate_id"
         " JOIN institutions i ON i.id = c.institution_id WHERE o.id = $1",
