@@ -57,7 +57,8 @@ def principal(request: web.Request) -> Principal:
 
 # Escapes that only JSON text can carry: NUL (PostgreSQL text cannot hold it) and UTF-16
 # surrogates (legal in pairs, but a lone one cannot be encoded as UTF-8 again).
-NUL_ESCAPE = re.compile(rb"\\u0000")
+# an odd run of backslashes before u0000 is the escape; an even one is escaped backslashes
+NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
