@@ -32,10 +32,6 @@ from service.queue.wiring import workers_ctx
 from service.resources import CPU, FILES, cpu_ctx, files_ctx, io_threads_ctx
 from service.webhooks.ssrf import make_client_session
 
-# JSON bodies: 10,000 entries at their longest stay under this; uploads are streamed and
-# capped apart.
-MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
-
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 WEBHOOK_HTTP = web.AppKey("webhook_http", aiohttp.ClientSession)
 
@@ -101,7 +97,8 @@ def create_app(
 ) -> web.Application:
     app = web.Application(
         middlewares=[request_middleware, auth_middleware],
-        client_max_size=MAX_JSON_BODY_BYTES,
+        # JSON bodies; uploads are streamed and capped apart (MAX_UPLOAD_BYTES)
+        client_max_size=settings.max_json_body_bytes,
     )
     app[SETTINGS] = settings
     app.on_response_prepare.append(stamp_request_id)

@@ -140,6 +140,8 @@ class Settings:
     upload_quota_bytes: int = env("UPLOAD_QUOTA_BYTES", _int(MIB, 2**50), default=20 * 1024 * MIB)
     maintenance_interval_s: float = env("MAINTENANCE_INTERVAL_S", _float(1, 86400), default=60.0)
     max_bulk_entries: int = env("MAX_BULK_ENTRIES", _int(1, 100_000), default=10_000)
+    # 10,000 bulk entries with every field at its longest are 18.3 MiB of ASCII JSON
+    max_json_body_bytes: int = env("MAX_JSON_BODY_BYTES", _int(MIB, 1024 * MIB), default=32 * MIB)
     search_window: int = env("SEARCH_WINDOW", _int(100, 1_000_000), default=1_000)
     # Workers and the job engine
     workers: int = env("WORKERS", _int(0, 256), default=16)

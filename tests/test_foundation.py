@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import uuid
 
 import asyncpg
 import pytest
@@ -177,6 +179,12 @@ async def test_too_large_body_is_json_413(settings: Settings, aiohttp_client: ob
     response = await client.post("/read", data=io.BytesIO(b"x" * (33 * 1024 * 1024)))
     assert response.status == 413
     assert "message" in await response.json()
+    # 10,000 bulk entries with every field at its longest: 18.3 MiB, under the default limit
+    longest = {"certificate_title": "t" * 255, "full_name": "n" * 255, "details": "d" * 1000}
+    longest |= {"applicant_email": "e" * 243 + "@example.org", "file_id": str(uuid.uuid4())}
+    body = json.dumps({"entries": [longest | {"issue_date": "2025-06-01"}] * 10_000}).encode()
+    assert len(body) > 18 * 1024 * 1024
+    assert (await client.post("/read", data=io.BytesIO(body))).status == 200
 
 
 async def test_health(client: TestClient) -> None:
