@@ -83,6 +83,9 @@ class CpuPool:
         self._executor = self._open()
         # Work that waits for a process holds its input in memory: let only a few wait.
         self.slots = asyncio.Semaphore(processes * 2)
+        # One task per process at a time: nothing queues inside the executor, so a time limit
+        # counts only running time, and a pool killed for a timeout cancels no queued work.
+        self._running = asyncio.Semaphore(processes)
 
     def _open(self) -> ProcessPoolExecutor:
         # forkserver: the workers inherit none of this process's threads, event loop or sockets.
@@ -90,10 +93,13 @@ class CpuPool:
         return ProcessPoolExecutor(max_workers=self._processes, mp_context=context)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._running:
+            return await self._submit(partial(fn, *args, **kwargs))
+
+    async def _submit(self, call: Callable[[], T]) -> T:
         executor = self._executor
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, partial(fn, *args, **kwargs))
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
         except BrokenProcessPool:
             self._replace(executor)
             raise
@@ -103,12 +109,13 @@ class CpuPool:
     ) -> T:
         """``run``, but a call past ``timeout_s`` has its processes killed (a cancelled future
         would leave the work running) and raises TimeoutError."""
-        executor = self._executor
-        try:
-            return await asyncio.wait_for(self.run(fn, *args, **kwargs), timeout_s)
-        except TimeoutError:
-            self._replace(executor, kill=True)
-            raise
+        async with self._running:  # the clock starts when a process is free
+            executor = self._executor
+            try:
+                return await asyncio.wait_for(self._submit(partial(fn, *args, **kwargs)), timeout_s)
+            except TimeoutError:
+                self._replace(executor, kill=True)
+                raise
 
     def _replace(self, executor: ProcessPoolExecutor, *, kill: bool = False) -> None:
         if self._executor is not executor:

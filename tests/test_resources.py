@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +21,25 @@ async def test_a_call_past_its_time_limit_is_killed_and_the_pool_goes_on() -> No
             await pool.run_limited(0.5, time.sleep, 60)
         assert await pool.run(pow, 2, 10) == 1024
         assert time.monotonic() - started < 30
+    finally:
+        await pool.close()
+
+
+async def test_a_call_waiting_for_a_process_is_neither_timed_nor_killed_by_another() -> None:
+    """One process: a slow call (1.5 s) runs, a second waits for it. Waiting does not count
+    against the second's 1 s limit; a third call's timeout kills only its own work."""
+    pool = CpuPool(1)
+    try:
+        slow = asyncio.create_task(pool.run_limited(5, time.sleep, 1.5))
+        await asyncio.sleep(0.2)  # the slow call holds the process
+        assert await pool.run_limited(1, pow, 2, 5) == 32
+        await slow
+        hanging = asyncio.create_task(pool.run_limited(0.5, time.sleep, 60))
+        await asyncio.sleep(0.1)
+        queued = asyncio.create_task(pool.run_limited(5, pow, 3, 2))
+        with pytest.raises(TimeoutError):
+            await hanging
+        assert await queued == 9  # not a BrokenProcessPool from the killed pool
     finally:
         await pool.close()
 
