@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
 INSPECT_TIMEOUT_S = 60.0
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # An upload's file is written between its intent and its row; past this, the intent's file is
 # an orphan. (Correctness does not hang on it: see record_upload.)
 INTENT_GRACE_S = 900.0
@@ -144,25 +145,31 @@ async def accept_upload(
             storage_key=key,
             field=field,
         )
-    except BaseException:
-        # best effort: the intent row stays, and housekeeping finishes the job if this fails
-        with contextlib.suppress(StorageError):
+    except errors.ServiceError:
+        # refused inside the transaction, so it rolled back: the file is nobody's
+        with contextlib.suppress(StorageError, *DATABASE_ERRORS):
             await files.delete(key)
+            async with pool.acquire() as conn:
+                await intents.remove(conn, storage_keys=[key])
         raise
+    # Anything else (a lost connection, say) may have come after the commit: the file is kept,
+    # and if the row was not written its intent has housekeeping delete it.
 
 
 async def sweep_expired(pool: asyncpg.Pool, files: FileStore) -> int:
     """Delete expired uploads, then their files; safe in several replicas (SKIP LOCKED).
 
-    Rows go first, in a short transaction, so no transaction waits on storage; a file whose
-    delete fails becomes a file intent, and is deleted again later.
+    Rows go first, in a short transaction that leaves an intent for each file (so a crash
+    before the file is gone leaves it to be swept); no transaction waits on storage.
     """
     swept = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await upload_data.claim_expired(conn, limit=SWEEP_BATCH)
+            keys = [row["storage_key"] for row in rows]
             await upload_data.delete_uploads(conn, ids=[row["id"] for row in rows])
-        await _delete_files(pool, files, [row["storage_key"] for row in rows])
+            await intents.add(conn, storage_keys=keys, sweeping=True)
+        await _delete_files(pool, files, keys)
         swept += len(rows)
         if len(rows) < SWEEP_BATCH:
             return swept
@@ -171,12 +178,12 @@ async def sweep_expired(pool: asyncpg.Pool, files: FileStore) -> int:
 async def sweep_file_intents(
     pool: asyncpg.Pool, files: FileStore, *, older_than_s: float = INTENT_GRACE_S
 ) -> int:
-    """Delete the files of old intents (a crash between storing an upload and recording it)."""
+    """Delete the files of old intents (a crash between storing an upload and recording it, or
+    between a sweep's commit and its delete), then the intents."""
     swept = 0
     while True:
-        async with pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn:
             keys = await intents.claim_stale(conn, older_than_s=older_than_s, limit=SWEEP_BATCH)
-            await intents.remove(conn, storage_keys=keys)
         await _delete_files(pool, files, keys)
         swept += len(keys)
         if len(keys) < SWEEP_BATCH:
@@ -184,13 +191,16 @@ async def sweep_file_intents(
 
 
 async def _delete_files(pool: asyncpg.Pool, files: FileStore, keys: list[str]) -> None:
-    failed = []
+    """Delete, then forget the intents of what is gone; a failed delete keeps its intent,
+    which comes back after the grace time."""
+    deleted = []
     for key in keys:
         try:
             await files.delete(key)
         except StorageError as exc:
             log.warning("could not delete a file, will retry: %s", exc)
-            failed.append(key)
-    if failed:
+        else:
+            deleted.append(key)
+    if deleted:
         async with pool.acquire() as conn:
-            await intents.add(conn, storage_keys=failed)
+            await intents.remove(conn, storage_keys=deleted)

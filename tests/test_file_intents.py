@@ -57,10 +57,18 @@ async def test_the_file_of_a_crash_before_its_row_is_deleted_once_old(
     assert await intents(conn) == ["uploads/recent.pdf"]
 
 
-async def test_an_upload_whose_intent_was_swept_is_refused(
-    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection, tmp_path: Path
+@pytest.mark.parametrize("sweeping", [None, True])
+async def test_an_upload_whose_intent_a_sweeper_took_is_refused(
+    client: TestClient,
+    make_token: TokenFactory,
+    conn: asyncpg.Connection,
+    tmp_path: Path,
+    sweeping: bool | None,
 ) -> None:
+    """No intent (swept and gone) or one being swept: the file is going, the row must not come."""
     await make_token("all")
+    if sweeping:
+        await file_intents.add(conn, storage_keys=["uploads/swept.pdf"], sweeping=True)
     spooled = SpooledFile(
         path=tmp_path / "c.pdf",
         size=10,
@@ -77,10 +85,44 @@ async def test_an_upload_whose_intent_was_swept_is_refused(
             institution_id=await institution_id(conn),
             spooled=spooled,
             kind=kind,
-            storage_key="uploads/swept.pdf",  # no intent: a sweeper took it
+            storage_key="uploads/swept.pdf",
             field="file",
         )
     assert await conn.fetchval("SELECT count(*) FROM uploads") == 0
+
+
+class Crash(BaseException):
+    """The process dying mid-sweep."""
+
+
+class CrashingDeletes(LocalFileStore):
+    async def delete(self, key: str) -> None:
+        raise Crash
+
+
+async def test_a_sweep_killed_before_its_deletes_leaves_them_to_the_next(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    files: LocalFileStore = client.app[FILES]
+    file_id = await upload(client, await make_token("all"))
+    expired = await conn.fetchval(
+        "UPDATE uploads SET expires_at = now() - interval '1 s' WHERE uuid = $1::uuid"
+        " RETURNING storage_key",
+        file_id,
+    )
+    await files.put_bytes("uploads/orphan.pdf", b"%PDF-1.7", "application/pdf")
+    await file_intents.add(conn, storage_keys=["uploads/orphan.pdf"])
+    crashing, pool = CrashingDeletes(files.root), client.app[POOL]
+    with pytest.raises(Crash):
+        await uploads.sweep_expired(pool, crashing)
+    with pytest.raises(Crash):
+        await uploads.sweep_file_intents(pool, crashing, older_than_s=0)
+    assert await conn.fetchval("SELECT count(*) FROM uploads") == 0
+    assert sorted(await intents(conn)) == sorted([expired, "uploads/orphan.pdf"])
+    # the next sweep, once the grace time is over (0 here), finishes both
+    assert await uploads.sweep_file_intents(pool, files, older_than_s=0) == 2
+    assert await intents(conn) == []
+    assert not await files.exists(expired) and not await files.exists("uploads/orphan.pdf")
 
 
 class FailingDeletes(LocalFileStore):

@@ -273,7 +273,7 @@ async def test_twenty_megabytes_pass_and_one_byte_more_fails(
 
 
 async def test_quota_refuses_uploads_beyond_the_cap(
-    settings: object, aiohttp_client: object, make_token: TokenFactory
+    settings: object, aiohttp_client: object, make_token: TokenFactory, conn: asyncpg.Connection
 ) -> None:
     from service.app import create_app
 
@@ -286,6 +286,9 @@ async def test_quota_refuses_uploads_beyond_the_cap(
     response = await upload(client, token, file_form(padded))
     assert response.status == 422
     assert "quota" in (await response.json())["errors"]["file"][0]
+    # the refused file and its intent are gone at once, not left to housekeeping
+    assert len(stored_files(limited.data_dir)) == 1  # type: ignore[attr-defined]
+    assert await conn.fetchval("SELECT count(*) FROM file_intents") == 0
 
 
 async def test_sweeper_deletes_expired_unconsumed_uploads(
