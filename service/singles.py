@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -41,7 +42,26 @@ async def retry(
 async def create_single(
     pool: asyncpg.Pool, *, institution_id: int, entry: dict[str, Any], upload_id: uuid.UUID
 ) -> uuid.UUID:
-    """A certificate from an upload just stored, through the same pipeline as bulk entries."""
+    """A certificate from an upload just stored, through the same pipeline as bulk entries.
+
+    If it cannot be created, the upload (whose file_id nobody was given) is expired at once.
+    """
+    try:
+        return await _create_single(
+            pool, institution_id=institution_id, entry=entry, upload_id=upload_id
+        )
+    except Exception:
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            async with pool.acquire() as conn:
+                await upload_data.expire_upload(
+                    conn, institution_id=institution_id, upload_id=upload_id
+                )
+        raise
+
+
+async def _create_single(
+    pool: asyncpg.Pool, *, institution_id: int, entry: dict[str, Any], upload_id: uuid.UUID
+) -> uuid.UUID:
     async with pool.acquire() as conn, conn.transaction():
         (upload,) = await upload_data.take_uploads(
             conn, institution_id=institution_id, file_ids=[upload_id]

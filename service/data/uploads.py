@@ -77,3 +77,12 @@ async def claim_expired(conn: Connection, *, limit: int) -> list[asyncpg.Record]
 
 async def delete_uploads(conn: Connection, *, ids: list[int]) -> None:
     await conn.execute("DELETE FROM uploads WHERE id = ANY($1::bigint[])", ids)
+
+
+async def expire_upload(conn: Connection, *, institution_id: int, upload_id: uuid.UUID) -> None:
+    """Expire it now: out of the quota at once, and swept with its file by housekeeping."""
+    await conn.execute(
+        "UPDATE uploads SET expires_at = now() WHERE uuid = $1 AND institution_id = $2",
+        upload_id,
+        institution_id,
+    )

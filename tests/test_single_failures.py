@@ -1,0 +1,38 @@
+"""A single upload whose certificate cannot be created leaves nothing that counts."""
+
+from __future__ import annotations
+
+import io
+
+import aiohttp
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import TokenFactory, bearer
+from tests.samples import make_pdf
+from tests.vault_helpers import entry
+
+FAIL_INSERTS = """
+CREATE FUNCTION refuse_certificates() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'simulated database failure'; END $$;
+CREATE TRIGGER refuse BEFORE INSERT ON certificates
+    FOR EACH ROW EXECUTE FUNCTION refuse_certificates();
+"""
+
+
+async def test_its_upload_is_expired_at_once_and_frees_the_quota(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    token = await make_token("all")
+    await conn.execute(FAIL_INSERTS)
+    form = aiohttp.FormData()
+    for name, value in entry("", 1).items():
+        if name != "file_id":
+            form.add_field(name, value)
+    form.add_field("certificate_file", io.BytesIO(make_pdf()), filename="single.pdf")
+    response = await client.post("/business/certificate-vault", data=form, headers=bearer(token))
+    assert response.status == 500
+    assert await conn.fetchval("SELECT count(*) FROM certificates") == 0
+    # the upload whose file_id nobody got is expired: out of the quota, swept with its file
+    assert await conn.fetchval("SELECT count(*) FROM uploads WHERE expires_at > now()") == 0
+    assert await conn.fetchval("SELECT count(*) FROM uploads") == 1
