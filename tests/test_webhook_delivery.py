@@ -285,7 +285,10 @@ async def test_failing_for_too_long_disables_the_endpoint(
 ) -> None:
     token = await make_token("webhooks:manage")
     hook = await register(vault, token, receiver.url("/fail"))
-    await conn.execute("UPDATE webhook_endpoints SET failing_since = now() - interval '2 days'")
+    await conn.execute(
+        "UPDATE webhook_endpoints SET failing_since = now() - interval '2 days',"
+        " last_failure_at = now() - interval '10 minutes'"
+    )
     await ping(vault, token, hook["id"])
     await wait_for(lambda: _disabled(vault, token, hook["id"]))
     reason = (await endpoint(vault, token, hook["id"]))["disabled_reason"]
@@ -295,6 +298,25 @@ async def test_failing_for_too_long_disables_the_endpoint(
     assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "cancelled"
     await wait_for(lambda: _no_jobs(conn))
     assert len(receiver.hits) == 1
+
+
+async def test_a_failure_after_a_quiet_day_starts_a_new_streak(
+    vault: TestClient, make_token: TokenFactory, receiver: Receiver, conn: asyncpg.Connection
+) -> None:
+    """Its last delivery failed for good two days ago, nothing was sent since: one failure now
+    is not two days of failing."""
+    token = await make_token("webhooks:manage")
+    hook = await register(vault, token, receiver.url("/fail"))
+    await conn.execute(
+        "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days',"
+        " last_failure_at = now() - interval '2 days'"
+    )
+    await ping(vault, token, hook["id"])
+    await wait_for(lambda: _logged(vault, token, hook["id"], 1))
+    health = await endpoint(vault, token, hook["id"])
+    assert health["active"]
+    since = await conn.fetchval("SELECT now() - failing_since FROM webhook_endpoints")
+    assert since.total_seconds() < 60
 
 
 async def test_a_hanging_receiver_is_cut_at_the_timeout(

@@ -45,7 +45,17 @@ class Attempt:
     gone: bool
 
 
-async def record_attempt(conn: Connection, attempt: Attempt, *, disable_after_s: float) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Health:
+    """When a failing endpoint is disabled."""
+
+    disable_after_s: float  # failing without a success for this long
+    # a failure this long after the previous one starts a new streak: nothing was being retried
+    # in between (the longest pause of the retry schedule), so the quiet time was no failure
+    streak_gap_s: float
+
+
+async def record_attempt(conn: Connection, attempt: Attempt, *, health: Health) -> None:
     """Log the attempt, move the delivery on, and keep the endpoint's health (all or nothing)."""
     async with conn.transaction():
         endpoint_id = await conn.fetchval(
@@ -67,7 +77,7 @@ async def record_attempt(conn: Connection, attempt: Attempt, *, disable_after_s:
         if attempt.delivery_status == "delivered":
             await _endpoint_succeeded(conn, endpoint_id)
         else:
-            await _endpoint_failed(conn, endpoint_id, attempt, disable_after_s)
+            await _endpoint_failed(conn, endpoint_id, attempt, health)
 
 
 async def _endpoint_succeeded(conn: Connection, endpoint_id: int) -> None:
@@ -82,21 +92,24 @@ GONE_REASON = "410 Gone: the endpoint answered 410, so deliveries to it stopped.
 
 
 async def _endpoint_failed(
-    conn: Connection, endpoint_id: int, attempt: Attempt, disable_after_s: float
+    conn: Connection, endpoint_id: int, attempt: Attempt, health: Health
 ) -> None:
     """Disable the endpoint on 410, or when it has failed without a success for too long."""
     reason: str | None = await conn.fetchval(
-        "WITH cur AS (SELECT id, CASE WHEN NOT active THEN NULL WHEN $2::boolean THEN $3::text"
-        " WHEN failing_since < now() - make_interval(secs => $4::float8) THEN format("
-        f"'Every delivery attempt failed since %s (last error: %s).', {iso('failing_since')},"
-        " $5::text) END AS reason FROM webhook_endpoints WHERE id = $1 FOR UPDATE)"
-        " UPDATE webhook_endpoints e SET last_failure_at = now(),"
-        " failing_since = coalesce(e.failing_since, now()),"
+        "WITH streak AS (SELECT id, active, CASE WHEN failing_since IS NULL"
+        " OR last_failure_at < now() - make_interval(secs => $6::float8) THEN now()"
+        " ELSE failing_since END AS since FROM webhook_endpoints WHERE id = $1 FOR UPDATE),"
+        " cur AS (SELECT id, since, CASE WHEN NOT active THEN NULL WHEN $2::boolean THEN $3::text"
+        " WHEN since < now() - make_interval(secs => $4::float8) THEN format("
+        f"'Every delivery attempt failed since %s (last error: %s).', {iso('since')},"
+        " $5::text) END AS reason FROM streak)"
+        " UPDATE webhook_endpoints e SET last_failure_at = now(), failing_since = cur.since,"
         " active = e.active AND cur.reason IS NULL,"
         " disabled_reason = coalesce(cur.reason, e.disabled_reason),"
         " disabled_at = CASE WHEN cur.reason IS NULL THEN e.disabled_at ELSE now() END,"
         " updated_at = now() FROM cur WHERE e.id = cur.id RETURNING cur.reason",
-        *(endpoint_id, attempt.gone, GONE_REASON, disable_after_s, attempt.error or "failed"),
+        *(endpoint_id, attempt.gone, GONE_REASON, health.disable_after_s),
+        *(attempt.error or "failed", health.streak_gap_s),
     )
     if reason is not None:
         # its other deliveries will not be attempted: say so now, not when their jobs run

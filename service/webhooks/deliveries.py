@@ -34,6 +34,12 @@ def retry_schedule(settings: Settings) -> Sequence[int]:
     return settings.webhook_retry_schedule_s or sender.DEFAULT_RETRY_SCHEDULE_S
 
 
+def health(settings: Settings) -> delivery_data.Health:
+    # a little past the retry schedule's longest pause (jitter, a busy queue), an hour at least
+    gap = max(3600.0, max(retry_schedule(settings)) * 1.5)
+    return delivery_data.Health(disable_after_s=settings.webhook_disable_after_s, streak_gap_s=gap)
+
+
 def timeouts(settings: Settings) -> tuple[float, float]:
     """(job, HTTP) timeouts: the POST and the bookkeeping around it fit inside the job's lease."""
     job = min(settings.webhook_timeout_s + 5.0, settings.job_lease_s * 0.8)
@@ -65,9 +71,7 @@ async def deliver(deps: Deps, ctx: JobContext) -> Finalizer | None:
     result = await attempt(deps, target)
     record = outcome(ctx, result, retry_schedule(deps.settings))
     async with deps.pool.acquire() as conn:
-        await delivery_data.record_attempt(
-            conn, record, disable_after_s=deps.settings.webhook_disable_after_s
-        )
+        await delivery_data.record_attempt(conn, record, health=health(deps.settings))
     if record.delivery_status == "pending":
         assert record.retry_in_s is not None  # pending means another attempt is planned
         raise RetryLater(record.retry_in_s, result.error or "failed")
