@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,18 @@ def _seconds_list(raw: str) -> tuple[int, ...]:
     return values
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(","))
+    except ValueError:
+        raise ValueError(
+            "must be addresses or networks separated by commas, e.g. 10.0.0.0/8"
+        ) from None
+
+
 def _log_format(raw: str) -> str:
     if raw not in {"json", "text"}:
         raise ValueError("must be json or text")
@@ -174,6 +187,8 @@ class Settings:
     # Rate limits (requests per minute)
     rate_limit_per_token: int = env("RATE_LIMIT_PER_TOKEN", _int(0, 10**7), default=1200)
     rate_limit_public_per_ip: int = env("RATE_LIMIT_PUBLIC_PER_IP", _int(0, 10**7), default=60)
+    # load balancers whose X-Forwarded-For names the client (per-address limits count it)
+    trusted_proxies: tuple[Network, ...] = env("TRUSTED_PROXIES", _networks, default=())
     rate_limit_auth_failures_per_ip: int = env(
         "RATE_LIMIT_AUTH_FAILURES_PER_IP", _int(0, 10**7), default=30
     )

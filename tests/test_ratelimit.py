@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from service import db, errors, ratelimit
 from service.app import create_app
-from service.config import Settings
+from service.config import ConfigError, Settings
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 UNKNOWN = "VEC-IC-2025AAAAAAAAAAAAA"
@@ -196,3 +197,30 @@ async def test_purge_removes_ended_windows_only(conn: asyncpg.Connection) -> Non
     assert await ratelimit.purge_expired(conn) == 1
     assert await ratelimit.purge_expired(conn) == 0
     assert await conn.fetchval("SELECT count(*) FROM rate_limits") == 1
+
+
+@pytest.mark.parametrize("behind_proxy", [True, False])
+async def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(
+    settings: Settings, aiohttp_client: ClientFactory, behind_proxy: bool
+) -> None:
+    proxies = (ipaddress.ip_network("127.0.0.0/8"),) if behind_proxy else ()
+    limited = settings.with_overrides(rate_limit_public_per_ip=3, trusted_proxies=proxies)
+    client = await aiohttp_client(create_app(limited))
+
+    async def verify(forwarded_for: str) -> int:
+        headers = {"X-Forwarded-For": forwarded_for}
+        return (await client.get(f"/verify/{UNKNOWN}", headers=headers)).status
+
+    assert [await verify("203.0.113.5") for _ in range(3)] == [404] * 3
+    # a client can put anything in front; the proxy appends the address it saw
+    assert await verify("198.51.100.7, 203.0.113.5") == 429
+    # another client behind the same proxy has a budget of its own; without trusted proxies
+    # the header is ignored, and every request comes from the proxy's address
+    assert await verify("198.51.100.7") == (404 if behind_proxy else 429)
+
+
+def test_trusted_proxies_setting() -> None:
+    parsed = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, ::1, 192.168.1.7"})
+    assert [str(n) for n in parsed.trusted_proxies] == ["10.0.0.0/8", "::1/128", "192.168.1.7/32"]
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/33"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
 import re
@@ -17,6 +18,7 @@ from yarl import URL
 
 from service import errors
 from service.auth import Principal
+from service.config import Network
 from service.keys import SETTINGS
 from service.validation import load
 
@@ -53,6 +55,28 @@ def json_response(
 
 def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+def client_address(request: web.Request) -> str | None:
+    """The peer's address; behind a trusted proxy (TRUSTED_PROXIES), the address nearest to
+    us in X-Forwarded-For that is not a trusted proxy (what is left of it, a client can forge)."""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if not _is_trusted(request.remote, proxies):
+        return request.remote
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, proxies):
+            return hop
+    return hops[0] if hops else request.remote
+
+
+def _is_trusted(address: str | None, proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
 
 
 # Escapes that only JSON text can carry: NUL (PostgreSQL text cannot hold it) and UTF-16

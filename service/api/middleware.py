@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import MatchInfoError
 
 from service import auth, errors, ratelimit
-from service.api.common import PRINCIPAL, REQUEST_ID, json_response
+from service.api.common import PRINCIPAL, REQUEST_ID, client_address, json_response
 from service.keys import POOL, SETTINGS, TOKEN_TOUCHER
 
 log = logging.getLogger("service.http")
@@ -132,7 +132,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if found is None:
             # a guessing client gets 429 once it failed too often, and 401 until then
             await ratelimit.limit_failed_auth(
-                conn, remote=request.remote, per_minute=settings.rate_limit_auth_failures_per_ip
+                conn,
+                remote=client_address(request),
+                per_minute=settings.rate_limit_auth_failures_per_ip,
             )
             raise errors.Unauthorized()
         await ratelimit.limit_token(

@@ -18,7 +18,7 @@ from aiohttp_apigami import docs, response_schema
 from marshmallow import Schema, fields, validate
 
 from service import errors, ratelimit, verification, verification_page
-from service.api.common import json_response
+from service.api.common import client_address, json_response
 from service.api.routing import public
 from service.data import Connection
 from service.files.base import FileMissing
@@ -94,7 +94,7 @@ async def limited_connection(request: web.Request) -> AsyncIterator[Connection]:
     app = request.app
     async with app[POOL].acquire() as conn:
         await ratelimit.limit_public(
-            conn, remote=request.remote, per_minute=app[SETTINGS].rate_limit_public_per_ip
+            conn, remote=client_address(request), per_minute=app[SETTINGS].rate_limit_public_per_ip
         )
         yield conn
 
