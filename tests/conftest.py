@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -20,6 +21,9 @@ from service.app import create_app
 from service.cli import issue_token
 from service.config import Settings
 from service.data import institutions as institution_data
+
+if TYPE_CHECKING:
+    from tests.drill_helpers import PrivatePostgres
 
 TokenFactory = Callable[..., Awaitable[str]]
 
@@ -133,3 +137,18 @@ def make_token(conn: asyncpg.Connection) -> TokenFactory:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL of the test's own, never the shared session server: it may be stopped."""
+    from tests.drill_helpers import PrivatePostgres
+
+    # not under pytest's numbered temp dirs, which a concurrent run may prune
+    directory = Path(tempfile.mkdtemp(prefix="vault-private-pg-"))
+    server = PrivatePostgres(directory / "pg")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)

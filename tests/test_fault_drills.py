@@ -5,9 +5,7 @@ that cannot be written. Each ends with the global exactly-once checker."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -89,19 +87,6 @@ async def test_a_worker_killed_at_each_stage_then_replaced(
 
 OUTAGE_CERTIFICATES = 16
 OUTAGE_S = 5.0  # longer than a lease: the jobs held at the stop are taken over
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    """Never the shared session server: this one is stopped mid-test."""
-    # not under pytest's numbered temp dirs, which a concurrent run may prune
-    directory = Path(tempfile.mkdtemp(prefix="vault-drill-pg-"))
-    server = PrivatePostgres(directory / "pg")
-    try:
-        yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,11 +4,6 @@ a token the lost claim never had, or the old worker's acks would pass the fence.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import asyncpg
 import pytest
 
@@ -18,17 +13,6 @@ from service.queue.leases import SESSION as LEASE_SESSION
 from tests.drill_helpers import PrivatePostgres
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    directory = Path(tempfile.mkdtemp(prefix="vault-lease-pg-"))
-    server = PrivatePostgres(directory / "pg")
-    try:
-        yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def claim(dsn: str) -> dict[int, int]:

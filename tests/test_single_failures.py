@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
-import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import TokenFactory, bearer
-from tests.samples import make_pdf
-from tests.vault_helpers import entry
+from tests.vault_helpers import single_form
 
 FAIL_INSERTS = """
 CREATE FUNCTION refuse_certificates() RETURNS trigger LANGUAGE plpgsql AS
@@ -25,11 +21,7 @@ async def test_its_upload_is_expired_at_once_and_frees_the_quota(
 ) -> None:
     token = await make_token("all")
     await conn.execute(FAIL_INSERTS)
-    form = aiohttp.FormData()
-    for name, value in entry("", 1).items():
-        if name != "file_id":
-            form.add_field(name, value)
-    form.add_field("certificate_file", io.BytesIO(make_pdf()), filename="single.pdf")
+    form = single_form(1)
     response = await client.post("/business/certificate-vault", data=form, headers=bearer(token))
     assert response.status == 500
     assert await conn.fetchval("SELECT count(*) FROM certificates") == 0

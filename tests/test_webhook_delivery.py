@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -33,7 +32,7 @@ from service.resources import FILES
 from service.webhooks import events, signing
 from tests.conftest import TokenFactory, bearer
 from tests.samples import make_pdf
-from tests.vault_helpers import BULK_URL, entry, start_worker, upload
+from tests.vault_helpers import BULK_URL, entry, single_form, start_worker, upload
 
 URL = "/business/webhooks"
 
@@ -474,11 +473,7 @@ async def test_a_single_upload_is_created_with_its_context(
 ) -> None:
     token = await make_token("all")
     await register(vault, token, receiver.url("/ok"), subscribed=(events.CREATED,))
-    form = aiohttp.FormData()
-    for name, value in entry("", 7).items():
-        if name != "file_id":
-            form.add_field(name, value)
-    form.add_field("certificate_file", io.BytesIO(make_pdf()), filename="single.pdf")
+    form = single_form(7)
     response = await vault.post("/business/certificate-vault", data=form, headers=bearer(token))
     assert response.status == 201, await response.text()
     await wait_for(lambda: received(receiver, events.CREATED))
