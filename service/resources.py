@@ -107,13 +107,16 @@ class CpuPool:
     async def run_limited(
         self, timeout_s: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """``run``, but a call past ``timeout_s`` has its processes killed (a cancelled future
-        would leave the work running) and raises TimeoutError."""
+        """``run``, but a call past ``timeout_s`` (or cancelled) has its processes killed (a
+        cancelled future would leave the work running); past ``timeout_s`` it raises
+        TimeoutError."""
         async with self._running:  # the clock starts when a process is free
             executor = self._executor
             try:
                 return await asyncio.wait_for(self._submit(partial(fn, *args, **kwargs)), timeout_s)
-            except TimeoutError:
+            except (TimeoutError, asyncio.CancelledError):
+                # cancelled (the job's own deadline, a shutdown) or late: the work would go on
+                # in its process, and the next call would queue behind it
                 self._replace(executor, kill=True)
                 raise
 

@@ -110,3 +110,28 @@ async def test_a_failing_tally_retries_only_the_jobs_behind_it(
     assert [(r["ref_id"], r["attempt"]) for r in effects] == [(0, 1), (1, 2), (2, 1), (3, 2)]
     total = await conn.fetchval("SELECT sum(counts[1]) FROM tally_log")
     assert total == 4
+
+
+async def test_an_exhausted_job_behind_a_failed_tally_keeps_its_own_error(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    seen: list[str] = []
+    failures = [1]
+
+    async def flaky_log(conn: Connection, ref_id: int, counts: tuple[int, ...]) -> None:
+        if failures:
+            failures.pop()
+            raise RuntimeError("row 1 is busy")
+
+    async def run(ctx: JobContext) -> Finalizer:
+        raise PermanentFailure("The original file is missing from storage.")
+
+    async def exhausted(conn: Connection, ctx: JobContext, error: str) -> Tallies:
+        seen.append(error)
+        return [Tally("row", 1, (1,), flaky_log)]
+
+    job_type = JobType("t", run, on_exhausted=exhausted, backoff=lambda attempt: 0.0)
+    async with running_engine(dsn, [job_type]):
+        await enqueue_many(conn, "t", ref_ids=[1])
+        await wait_until(lambda: queue_empty(conn))
+    assert seen == ["The original file is missing from storage."] * 2

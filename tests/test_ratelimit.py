@@ -6,15 +6,18 @@ import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import asyncpg
 import pytest
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient, make_mocked_request
 
 from service import db, errors, ratelimit
+from service.api.common import client_address
 from service.app import create_app
 from service.config import ConfigError, Settings
+from service.keys import SETTINGS
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 UNKNOWN = "VEC-IC-2025AAAAAAAAAAAAA"
@@ -224,3 +227,27 @@ def test_trusted_proxies_setting() -> None:
     assert [str(n) for n in parsed.trusted_proxies] == ["10.0.0.0/8", "::1/128", "192.168.1.7/32"]
     with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
         Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/33"})
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("10.0.0.2", "203.0.113.9", "203.0.113.9"),
+        ("10.0.0.2", "203.0.113.9:51234", "203.0.113.9"),  # a port, as some balancers add
+        ("10.0.0.2", "[2001:db8::1]:443, 10.0.0.7", "2001:db8::1"),
+        ("::ffff:10.0.0.2", "2001:db8::5", "2001:db8::5"),  # a dual-stack proxy socket
+        ("10.0.0.2", "198.51.100.1, unknown, garbage", "198.51.100.1"),
+        ("10.0.0.2", "", "10.0.0.2"),
+        ("192.0.2.1", "203.0.113.9", "192.0.2.1"),  # not a trusted proxy: the header is ignored
+    ],
+)
+def test_client_address_behind_proxies(peer: str, forwarded: str, client: str) -> None:
+    app = web.Application()
+    app[SETTINGS] = Settings(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        (peer, 1234) if name == "peername" else default
+    )
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    request = make_mocked_request("GET", "/verify/x", headers=headers, app=app, transport=transport)
+    assert client_address(request) == client

@@ -44,6 +44,20 @@ async def test_a_call_waiting_for_a_process_is_neither_timed_nor_killed_by_anoth
         await pool.close()
 
 
+async def test_a_cancelled_call_does_not_leave_its_work_running() -> None:
+    pool = CpuPool(1)
+    try:
+        running = asyncio.create_task(pool.run_limited(30, time.sleep, 3))
+        await asyncio.sleep(0.3)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        # its process was killed: the next call does not wait behind a 3 s sleep
+        assert await pool.run_limited(1.0, pow, 2, 5) == 32
+    finally:
+        await pool.close()
+
+
 async def test_a_crashed_process_is_replaced() -> None:
     pool = CpuPool(1)
     try:

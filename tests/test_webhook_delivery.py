@@ -28,6 +28,8 @@ from standardwebhooks import Webhook
 from service import cli
 from service.app import create_app
 from service.config import Settings
+from service.data import webhook_deliveries as delivery_data
+from service.data import webhooks as webhook_data
 from service.resources import FILES
 from service.webhooks import events, signing
 from tests.conftest import TokenFactory, bearer
@@ -316,6 +318,40 @@ async def test_a_failure_after_a_quiet_day_starts_a_new_streak(
     assert health["active"]
     since = await conn.fetchval("SELECT now() - failing_since FROM webhook_endpoints")
     assert since.total_seconds() < 60
+
+
+@pytest.mark.parametrize(("attempt", "disabled"), [(1, False), (2, True)])
+async def test_a_retry_continues_the_streak_however_long_its_pause(
+    client: TestClient,
+    make_token: TokenFactory,
+    conn: asyncpg.Connection,
+    attempt: int,
+    disabled: bool,
+) -> None:
+    """A retry a day later (Retry-After: 86400) still belongs to the failing streak; a first
+    attempt after a quiet day does not."""
+    token = await make_token("webhooks:manage")
+    hook = await register(client, token, "https://hooks.example.com/in")
+    endpoint_id = await conn.fetchval("SELECT id FROM webhook_endpoints")
+    delivery = await webhook_data.insert_ping(conn, endpoint_id=endpoint_id, data={})
+    await conn.execute(
+        "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days',"
+        " last_failure_at = now() - interval '1 day'"
+    )
+    failed = delivery_data.Attempt(
+        delivery_id=delivery["id"],
+        attempt=attempt,
+        status_code=503,
+        duration_ms=5,
+        error="unexpected status 503",
+        excerpt="",
+        delivery_status="pending",
+        retry_in_s=86400,
+        gone=False,
+    )
+    health = delivery_data.Health(disable_after_s=86400, streak_gap_s=3600)
+    await delivery_data.record_attempt(conn, failed, health=health)
+    assert (await endpoint(client, token, hook["id"]))["active"] is not disabled
 
 
 async def test_a_hanging_receiver_is_cut_at_the_timeout(

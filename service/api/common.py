@@ -59,24 +59,42 @@ def principal(request: web.Request) -> Principal:
 
 def client_address(request: web.Request) -> str | None:
     """The peer's address; behind a trusted proxy (TRUSTED_PROXIES), the address nearest to
-    us in X-Forwarded-For that is not a trusted proxy (what is left of it, a client can forge)."""
+    us in X-Forwarded-For that is not a trusted proxy (what is left of it, a client can forge).
+    Hops that are no address (garbage, ``unknown``) are passed over."""
     proxies = request.app[SETTINGS].trusted_proxies
-    if not _is_trusted(request.remote, proxies):
+    peer = _address(request.remote)
+    if peer is None or not _is_trusted(peer, proxies):
         return request.remote
     forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not _is_trusted(hop, proxies):
-            return hop
-    return hops[0] if hops else request.remote
+    for hop in reversed(forwarded.split(",")):
+        address = _address(hop)
+        if address is not None and not _is_trusted(address, proxies):
+            return str(address)
+    return str(peer)
 
 
-def _is_trusted(address: str | None, proxies: Sequence[Network]) -> bool:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _address(text: str | None) -> Address | None:
+    """An address from ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1`` or ``[2001:db8::1]:443``;
+    an IPv4-mapped IPv6 address as its IPv4 address."""
+    text = (text or "").strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        ip = ipaddress.ip_address(address or "")
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(ip in network for network in proxies)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_trusted(address: Address, proxies: Sequence[Network]) -> bool:
+    return any(address in network for network in proxies)
 
 
 # Escapes that only JSON text can carry: NUL (PostgreSQL text cannot hold it) and UTF-16

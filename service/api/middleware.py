@@ -46,7 +46,11 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> errors
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return errors.MethodNotAllowed(request.method, set(exc.allowed_methods))
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return errors.PayloadTooLarge()
+        limit_mib = request.app[SETTINGS].max_json_body_bytes / (1024 * 1024)
+        return errors.PayloadTooLarge(
+            f"The request body is larger than {limit_mib:g} MiB; send the entries in several"
+            " smaller requests."
+        )
     if isinstance(exc, web.HTTPUnsupportedMediaType):
         return errors.UnsupportedMediaType()
     mapped = errors.ServiceError(exc.reason)

@@ -31,9 +31,10 @@ async def load_email(conn: Connection, *, outbox_id: int) -> asyncpg.Record | No
 
 
 async def mark_sent(conn: Connection, *, outbox_id: int) -> None:
+    """Sent, also when a revocation cancelled it while it was on its way: it did go out."""
     await conn.execute(
         "UPDATE email_outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,"
-        " error = NULL WHERE id = $1 AND status = 'pending'",
+        " error = NULL WHERE id = $1 AND status IN ('pending', 'cancelled')",
         outbox_id,
     )
 

@@ -50,8 +50,9 @@ class Health:
     """When a failing endpoint is disabled."""
 
     disable_after_s: float  # failing without a success for this long
-    # a failure this long after the previous one starts a new streak: nothing was being retried
-    # in between (the longest pause of the retry schedule), so the quiet time was no failure
+    # a first attempt failing this long after the previous failure starts a new streak: nothing
+    # was being retried in between, so the quiet time was no failure (a retry, however long
+    # its Retry-After, always continues the streak)
     streak_gap_s: float
 
 
@@ -96,8 +97,8 @@ async def _endpoint_failed(
 ) -> None:
     """Disable the endpoint on 410, or when it has failed without a success for too long."""
     reason: str | None = await conn.fetchval(
-        "WITH streak AS (SELECT id, active, CASE WHEN failing_since IS NULL"
-        " OR last_failure_at < now() - make_interval(secs => $6::float8) THEN now()"
+        "WITH streak AS (SELECT id, active, CASE WHEN failing_since IS NULL OR ($7::int = 1"
+        " AND last_failure_at < now() - make_interval(secs => $6::float8)) THEN now()"
         " ELSE failing_since END AS since FROM webhook_endpoints WHERE id = $1 FOR UPDATE),"
         " cur AS (SELECT id, since, CASE WHEN NOT active THEN NULL WHEN $2::boolean THEN $3::text"
         " WHEN since < now() - make_interval(secs => $4::float8) THEN format("
@@ -109,7 +110,7 @@ async def _endpoint_failed(
         " disabled_at = CASE WHEN cur.reason IS NULL THEN e.disabled_at ELSE now() END,"
         " updated_at = now() FROM cur WHERE e.id = cur.id RETURNING cur.reason",
         *(endpoint_id, attempt.gone, GONE_REASON, health.disable_after_s),
-        *(attempt.error or "failed", health.streak_gap_s),
+        *(attempt.error or "failed", health.streak_gap_s, attempt.attempt),
     )
     if reason is not None:
         # its other deliveries will not be attempted: say so now, not when their jobs run

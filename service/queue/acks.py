@@ -187,6 +187,8 @@ def _requeued(outcome: Outcome, error: str) -> Outcome:
     delay = (outcome.job.job_type.backoff or exponential_backoff)(ctx.attempt)
     # an exhausted job stays out of attempts: its next claim goes straight to on_exhausted
     attempts = None if outcome.error is None else max(ctx.attempt, ctx.max_attempts)
+    # an exhausted job keeps its own error: on_exhausted records it (a certificate's reason)
+    error = outcome.error or error
     return Outcome(outcome.job, error=error[:MAX_ERROR_CHARS], retry_in_s=delay, attempts=attempts)
 
 
