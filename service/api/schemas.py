@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 
 class MessageSchema(Schema):
@@ -50,6 +50,9 @@ class PaginationMetaSchema(Schema):
 
 
 class PageQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # a parameter the route does not know is ignored, as by Laravel
+
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000_000))
     per_page = fields.Integer(load_default=15, validate=validate.Range(min=1, max=100))
 
