@@ -8,6 +8,8 @@ derived from the certificate, so a re-run overwrites rather than duplicates them
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -22,7 +24,7 @@ from service.data import certificates as certificate_data
 from service.data import emails as email_data
 from service.files.base import FileMissing, StorageError
 from service.jobs import Deps, enqueue_email
-from service.mail.compose import certificate_message_id
+from service.mail.compose import ascii_domain, certificate_message_id
 from service.queue.types import (
     Finalizer,
     JobContext,
@@ -37,6 +39,7 @@ from service.webhooks import events
 log = logging.getLogger(__name__)
 
 REFERENCE_ID_TRIES = 3
+FALLBACK_MAIL_DOMAIN = "vault.localhost"
 
 
 def artifact_keys(certificate_uuid: str) -> tuple[str, str, str]:
@@ -50,7 +53,15 @@ def render_timeout_s(deps: Deps) -> float:
 
 
 def mail_domain(base_url: str) -> str:
-    return urlsplit(base_url).hostname or "vault.localhost"
+    """The public host, for Message-IDs; one that is no DNS name (an IP address, a container
+    name with ``_``) gives ``vault.localhost`` instead of failing every certificate."""
+    host = urlsplit(base_url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        with contextlib.suppress(ValueError):
+            return ascii_domain(host, field="PUBLIC_BASE_URL")
+    return FALLBACK_MAIL_DOMAIN
 
 
 async def start(deps: Deps, certificate_id: int) -> asyncpg.Record | None:

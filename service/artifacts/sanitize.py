@@ -10,6 +10,8 @@ import re
 
 import pikepdf
 
+from service.artifacts.errors import ArtifactError
+
 # Action types that run code, open other files or send data.
 DANGEROUS_ACTIONS = frozenset(
     {
@@ -19,6 +21,10 @@ DANGEROUS_ACTIONS = frozenset(
         "/SubmitForm",
         "/Rendition",
         "/GoToE",
+        "/GoToR",
+        "/Thread",
+        "/Sound",
+        "/Movie",
         "/RichMediaExecute",
     }
 )
@@ -51,7 +57,8 @@ def remove_active_content(pdf: pikepdf.Pdf) -> None:
 
 def _clean(obj: pikepdf.Object, depth: int) -> None:
     if depth > MAX_NESTING:
-        return
+        # what lies deeper was not checked: refuse rather than pass it on
+        raise ArtifactError("The PDF nests its objects too deeply to be checked for scripts.")
     if isinstance(obj, pikepdf.Dictionary):
         _drop(obj, *DROPPED_KEYS)
         if _is_dangerous(obj):
