@@ -91,6 +91,21 @@ async def test_unknown_route_is_json_404(client: TestClient) -> None:
     assert "/business/nothing-here" in body["message"]
 
 
+@pytest.mark.parametrize("suffix", ["", "/download", "/retry"])
+async def test_a_malformed_certificate_id_is_an_unknown_id(
+    client: TestClient, suffix: str
+) -> None:
+    method = client.post if suffix == "/retry" else client.get
+    response = await method(f"/business/certificate-vault/not-a-uuid{suffix}")
+    assert response.status == 404
+    assert await response.json() == {
+        "message": "The requested ID not-a-uuid was not found.",
+        "error": "resource_not_found",
+    }
+    # the fixed routes beside them are not taken for ids
+    assert (await client.get("/business/certificate-vault/bulk")).status == 405
+
+
 async def test_wrong_method_is_json_405(client: TestClient) -> None:
     response = await client.delete("/health/live")
     assert response.status == 405

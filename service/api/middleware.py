@@ -21,6 +21,9 @@ log = logging.getLogger("service.http")
 access_log = logging.getLogger("service.access")
 
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+CERTIFICATE_PATH = re.compile(
+    r"/business/certificate-vault/(?P<id>[^/]+)(?:/(?:retry|download|original))?"
+)
 # The database is down or restarting: answer 503 rather than hang or 500.
 DATABASE_UNAVAILABLE = (
     OSError,
@@ -42,6 +45,11 @@ def _request_id(request: web.Request) -> str:
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> errors.ServiceError:
     if isinstance(exc, web.HTTPNotFound):
+        # certificate routes match UUIDs only (so "bulk" or "batches" never look like one);
+        # any other id gets the answer an unknown UUID gets
+        certificate = CERTIFICATE_PATH.fullmatch(request.path)
+        if certificate:
+            return errors.NotFound(certificate["id"])
         return errors.RouteNotFound(request.path)
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return errors.MethodNotAllowed(request.method, set(exc.allowed_methods))
