@@ -153,11 +153,9 @@ def parse_uuid(raw: str) -> uuid.UUID:
 
 
 def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
-    # a blank value counts as absent (Laravel's TrimStrings + ConvertEmptyStringsToNull)
     query: dict[str, str] = {}
     for name, value in request.query.items():
-        if value.strip():
-            query.setdefault(name, value)  # a repeated parameter: its first value
+        query.setdefault(name, value)  # a repeated parameter: its first value
     for name, value in query.items():
         if "\x00" in value:
             raise errors.FieldValidationError.single(

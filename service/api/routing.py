@@ -28,7 +28,10 @@ def secured(
         description=description,
         tags=tags,
         security=[{"bearerAuth": []}],
-        responses=error_responses(401, *([403] if permission else []), *statuses, 500),
+        # every business route is rate limited and answers 503 while the database is away
+        responses=error_responses(
+            *sorted({401, *([403] if permission else []), *statuses, 429, 500, 503})
+        ),
         **extra,
     )
     require = auth.requires(permission)

@@ -32,6 +32,11 @@ class ServerErrorSchema(Schema):
     error_code = fields.String(required=True, metadata={"example": "SERVER_ERROR"})
 
 
+class UnavailableSchema(Schema):
+    message = fields.String(required=True)
+    error_code = fields.String(required=True, metadata={"example": "SERVICE_UNAVAILABLE"})
+
+
 class PaginationLinksSchema(Schema):
     first = fields.String(required=True)
     last = fields.String(required=True)
@@ -94,8 +99,11 @@ def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
             " only `message`",
             "content": {"application/json": {"schema": UNPROCESSABLE_SCHEMA}},
         },
-        429: {"description": "Too many requests", "schema": MessageSchema},
+        429: {
+            "description": "Too many requests; `Retry-After` says when to try again",
+            "schema": MessageSchema,
+        },
         500: {"description": "Server error", "schema": ServerErrorSchema},
-        503: {"description": "Database unavailable", "schema": ServerErrorSchema},
+        503: {"description": "Temporarily unavailable", "schema": UnavailableSchema},
     }
     return {status: catalogue[status] for status in statuses}
