@@ -49,7 +49,9 @@ async def inspect_spooled(cpu: CpuPool, spooled: SpooledFile, *, field: str) -> 
     try:
         kind = await cpu.run_limited(INSPECT_TIMEOUT_S, inspect_file, str(spooled.path))
     except InvalidUpload as exc:
-        raise errors.FieldValidationError.single(field, exc.message) from None
+        # the messages say "The file ...": name the form's own field, as Laravel would
+        message = exc.message.replace("The file ", f"The {field.replace('_', ' ')} ", 1)
+        raise errors.FieldValidationError.single(field, message) from None
     except TimeoutError:
         raise errors.FieldValidationError.single(
             field, "The file could not be checked in time; it may be damaged or too complex."

@@ -92,9 +92,7 @@ async def test_unknown_route_is_json_404(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("suffix", ["", "/download", "/retry"])
-async def test_a_malformed_certificate_id_is_an_unknown_id(
-    client: TestClient, suffix: str
-) -> None:
+async def test_a_malformed_certificate_id_is_an_unknown_id(client: TestClient, suffix: str) -> None:
     method = client.post if suffix == "/retry" else client.get
     response = await method(f"/business/certificate-vault/not-a-uuid{suffix}")
     assert response.status == 404

@@ -135,8 +135,8 @@ async def test_spool_one_byte_over_the_limit_fails(
     status, body = await post(await make_client(64 * KIB), os.urandom(64 * KIB + 1))
     assert status == 422
     assert body == {
-        "message": "The file may not be greater than 64 kilobytes.",
-        "errors": {"file": ["The file may not be greater than 64 kilobytes."]},
+        "message": "The file must not be greater than 64 kilobytes.",
+        "errors": {"file": ["The file must not be greater than 64 kilobytes."]},
     }
     assert spooled_files(spool_dir) == []
 
@@ -175,7 +175,7 @@ async def test_spool_real_limit_twenty_megabytes(make_client: ClientMaker, spool
     stored.unlink()
     status, body = await post(client, data + b"x")
     assert status == 422
-    assert body["message"] == "The file may not be greater than 20480 kilobytes."
+    assert body["message"] == "The file must not be greater than 20480 kilobytes."
     assert spooled_files(spool_dir) == []
 
 
@@ -206,9 +206,9 @@ async def test_spool_client_disconnect_leaves_no_file(
 
 def test_too_large_message_names_the_field() -> None:
     assert spool.too_large_message("certificate_file", 20 * MIB) == (
-        "The certificate file may not be greater than 20480 kilobytes."
+        "The certificate file must not be greater than 20480 kilobytes."
     )
-    assert spool.too_large_message("file", 1000) == "The file may not be greater than 1000 bytes."
+    assert spool.too_large_message("file", 1000) == "The file must not be greater than 1000 bytes."
 
 
 # --- inspect_file ----------------------------------------------------------------------------

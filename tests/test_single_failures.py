@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
@@ -28,3 +29,29 @@ async def test_its_upload_is_expired_at_once_and_frees_the_quota(
     # the upload whose file_id nobody got is expired: out of the quota, swept with its file
     assert await conn.fetchval("SELECT count(*) FROM uploads WHERE expires_at > now()") == 0
     assert await conn.fetchval("SELECT count(*) FROM uploads") == 1
+
+
+async def test_without_a_file_every_field_problem_is_reported(
+    client: TestClient, make_token: TokenFactory
+) -> None:
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("certificate_title", "")
+    form.add_field("applicant_email", "not-an-email")
+    token = await make_token("all")
+    response = await client.post("/business/certificate-vault", data=form, headers=bearer(token))
+    assert response.status == 422
+    problems = (await response.json())["errors"]
+    assert problems["certificate_file"] == ["The certificate file field is required."]
+    assert {"certificate_title", "full_name", "applicant_email"} <= problems.keys()
+
+
+async def test_a_wrong_type_names_the_certificate_file(
+    client: TestClient, make_token: TokenFactory
+) -> None:
+    form = single_form(2, b"just some text")
+    token = await make_token("all")
+    response = await client.post("/business/certificate-vault", data=form, headers=bearer(token))
+    assert response.status == 422
+    assert (await response.json())["errors"] == {
+        "certificate_file": ["The certificate file must be a file of type: pdf, jpg, jpeg, png."]
+    }

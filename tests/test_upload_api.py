@@ -267,7 +267,7 @@ async def test_twenty_megabytes_pass_and_one_byte_more_fails(
     too_big = await upload(client, token, file_form(exact + b"x"))
     assert too_big.status == 422
     assert (await too_big.json())["errors"]["file"] == [
-        "The file may not be greater than 20480 kilobytes."
+        "The file must not be greater than 20480 kilobytes."
     ]
     await assert_nothing_kept(conn, settings.data_dir)  # type: ignore[attr-defined]
 

@@ -58,13 +58,14 @@ def entry(file_id: str, n: int = 0, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def single_form(n: int = 0) -> aiohttp.FormData:
-    """A single-upload body: entry ``n``'s fields and a one-page PDF as ``certificate_file``."""
+def single_form(n: int = 0, data: bytes | None = None) -> aiohttp.FormData:
+    """A single-upload body: entry ``n``'s fields and ``data`` (a one-page PDF) as
+    ``certificate_file``."""
     form = aiohttp.FormData()
     for name, value in entry("", n).items():
         if name != "file_id":
             form.add_field(name, value)
-    form.add_field("certificate_file", io.BytesIO(make_pdf()), filename="single.pdf")
+    form.add_field("certificate_file", io.BytesIO(data or make_pdf()), filename="single.pdf")
     return form
 
 

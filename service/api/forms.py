@@ -8,9 +8,11 @@ from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from marshmallow import Schema
 
 from service import errors
 from service.intake.spool import SpooledFile, spool_part
+from service.validation import load
 
 MAX_PARTS = 32
 MAX_TEXT_FIELD_BYTES = 64 * 1024
@@ -96,10 +98,18 @@ async def _fill(
     raise errors.FieldValidationError.single("body", f"At most {MAX_PARTS} form parts are allowed.")
 
 
-async def read_form(request: web.Request, *, file_field: str, spool_dir: Path, limit: int) -> Form:
+async def read_form(
+    request: web.Request,
+    *,
+    file_field: str,
+    spool_dir: Path,
+    limit: int,
+    fields_schema: Schema | None = None,
+) -> Form:
     """Parse the form; the caller owns ``form.file`` and must ``discard()`` it when done.
 
     Anything that is not a well-formed multipart body simply has no file: a 422 on the field.
+    Without a file, the other fields' problems (``fields_schema``) are reported with it.
     """
     try:
         reader = await request.multipart()
@@ -117,5 +127,17 @@ async def read_form(request: web.Request, *, file_field: str, spool_dir: Path, l
         form.discard()
         raise
     if form.file is None:
-        raise _missing(file_field)
+        raise _with_field_problems(_missing(file_field), form.fields, fields_schema)
     return form
+
+
+def _with_field_problems(
+    missing: errors.FieldValidationError, fields: dict[str, str], schema: Schema | None
+) -> errors.FieldValidationError:
+    if schema is None:
+        return missing
+    try:
+        load(schema, fields)
+    except errors.FieldValidationError as invalid:
+        return errors.FieldValidationError({**invalid.errors, **missing.errors})
+    return missing

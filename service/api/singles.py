@@ -72,7 +72,11 @@ async def create_single(request: web.Request) -> web.Response:
     app, caller = request.app, principal(request)
     settings = app[SETTINGS]
     form = await read_form(
-        request, file_field=FIELD, spool_dir=settings.spool_dir, limit=settings.max_upload_bytes
+        request,
+        file_field=FIELD,
+        spool_dir=settings.spool_dir,
+        limit=settings.max_upload_bytes,
+        fields_schema=SINGLE_SCHEMA,
     )
     assert form.file is not None  # read_form guarantees a file
     try:

@@ -89,8 +89,8 @@ async def _copy_part(
 def too_large_message(field: str, limit_bytes: int) -> str:
     """Laravel's wording for ``max:<kilobytes>``."""
     if limit_bytes % 1024:
-        return f"The {_attribute(field)} may not be greater than {limit_bytes} bytes."
-    return f"The {_attribute(field)} may not be greater than {limit_bytes // 1024} kilobytes."
+        return f"The {_attribute(field)} must not be greater than {limit_bytes} bytes."
+    return f"The {_attribute(field)} must not be greater than {limit_bytes // 1024} kilobytes."
 
 
 def _attribute(field: str) -> str:

@@ -188,7 +188,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 def _parse_url(url: str, *, allow_http: bool) -> URL:
     if len(url) > MAX_URL_CHARS:
-        raise _invalid(f"The url may not be greater than {MAX_URL_CHARS} characters.")
+        raise _invalid(f"The url must not be greater than {MAX_URL_CHARS} characters.")
     # yarl silently drops CR/LF and tabs; refuse them (and spaces) instead of guessing.
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
         raise _invalid("The url must not contain spaces or control characters.")
