@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import pikepdf
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from service.artifacts import ArtifactError, render_artifacts
 from service.pipeline import mail_domain
 from tests import samples
+from tests.test_artifacts import assert_stamp
+from tests.test_artifacts import render as artifacts_render
 
 URL = "https://vault.example.test/verify/VEC-IC-2025ABCDEF0123456"
 
@@ -59,3 +62,46 @@ def test_an_action_chain_too_deep_to_check_is_refused() -> None:
 )
 def test_message_ids_get_a_domain_whatever_the_public_host(base_url: str, domain: str) -> None:
     assert mail_domain(base_url) == domain
+
+
+def _edited(original: bytes, edit: Callable[[pikepdf.Pdf], None]) -> bytes:
+    with pikepdf.open(io.BytesIO(original)) as pdf:
+        edit(pdf)
+        buffer = io.BytesIO()
+        pdf.save(buffer)
+    return buffer.getvalue()
+
+
+def test_a_real_number_rotation_places_the_stamp_like_an_integer_one() -> None:
+    def rotate(pdf: pikepdf.Pdf) -> None:
+        pdf.pages[0].obj.Rotate = pikepdf.Object.parse(b"90.0")
+
+    stamped = artifacts_render(_edited(samples.make_pdf(), rotate)).verified_pdf
+    assert_stamp(samples.render_page(stamped))
+
+
+def test_an_annotation_over_the_stamp_corner_is_hidden() -> None:
+    """An opaque square over the bottom-right corner, drawn by viewers above the content."""
+
+    def cover(pdf: pikepdf.Pdf) -> None:
+        appearance = pdf.make_stream(
+            b"1 1 1 rg 0 0 400 220 re f",
+            Type=pikepdf.Name.XObject,
+            Subtype=pikepdf.Name.Form,
+            BBox=[0, 0, 400, 220],
+        )
+        square = pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot,
+            Subtype=pikepdf.Name.Square,
+            Rect=[195, 0, 595, 220],
+            AP=pikepdf.Dictionary(N=appearance),
+            F=4,
+        )
+        pdf.pages[0].obj.Annots = pdf.make_indirect(pikepdf.Array([square]))
+
+    covered = _edited(samples.make_pdf(), cover)
+    stamped = artifacts_render(covered).verified_pdf
+    assert_stamp(samples.render_page(stamped))
+    with pikepdf.open(io.BytesIO(stamped)) as pdf:
+        [annotation] = pdf.pages[0].obj.Annots
+        assert int(annotation.F) & 2  # hidden, still there

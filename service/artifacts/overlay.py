@@ -135,3 +135,37 @@ def _free_name(page: pikepdf.Page) -> pikepdf.Name:
         index += 1
         candidate = f"/VecStamp{index}"
     return pikepdf.Name(candidate)
+
+
+HIDDEN_FLAG = 2  # an annotation's /F bit 2: neither shown nor printed
+
+
+def hide_annotations_under(page: pikepdf.Page, matrix: pikepdf.Matrix) -> None:
+    """Annotations are drawn over the page content, so one over the stamp's corner would hide
+    its codes: those are hidden (flagged, not removed, so forms and links stay whole)."""
+    annotations = page.obj.get(pikepdf.Name.Annots)
+    if not isinstance(annotations, pikepdf.Array):
+        return
+    corners = [matrix.transform((x, y)) for x in (0.0, stamp.STAMP_W) for y in (0.0, stamp.STAMP_H)]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    area = (min(xs), min(ys), max(xs), max(ys))
+    for annotation in annotations:
+        if isinstance(annotation, pikepdf.Dictionary) and _overlaps(annotation, area):
+            annotation.F = _flags(annotation) | HIDDEN_FLAG
+
+
+def _flags(annotation: pikepdf.Dictionary) -> int:
+    try:
+        return int(annotation.get(pikepdf.Name.F, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _overlaps(annotation: pikepdf.Dictionary, area: tuple[float, float, float, float]) -> bool:
+    rect = annotation.get(pikepdf.Name.Rect)
+    try:
+        x0, y0, x1, y1 = (float(value) for value in rect)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return False
+    left, right, bottom, top = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+    return left < area[2] and right > area[0] and bottom < area[3] and top > area[1]

@@ -26,16 +26,34 @@ def stamp_pdf(original: bytes, stamp_stream: bytes) -> bytes:
             page = pdf.pages[0]
             _own_resources(page)
             box = visible_box(page)
-            rotation = page.rotation % 360 // 90 * 90
+            rotation = page_rotation(page)
             display = (box[2] - box[0], box[3] - box[1])
             matrix = overlay.corner_matrix(box, rotation, overlay.page_scale(*display))
             sanitize.remove_active_content(pdf)
+            overlay.hide_annotations_under(page, matrix)
             overlay.apply_stamp(pdf, page, stamp_stream, matrix)
             return save_pdf(pdf)
     except pikepdf.PasswordError as exc:
         raise ArtifactError("The PDF is password-protected.") from exc
     except (pikepdf.PdfError, pikepdf.ForeignObjectError) as exc:
         raise ArtifactError(f"The PDF could not be read: {_first_line(exc)}") from exc
+
+
+def page_rotation(page: pikepdf.Page) -> int:
+    """/Rotate as viewers read it: inherited from the page tree, a real number taken as its
+    integer (pikepdf's ``page.rotation`` reads 90.0 as 0), snapped to a quarter turn."""
+    node: pikepdf.Object | None = page.obj
+    for _ in range(MAX_PARENT_DEPTH):
+        if not isinstance(node, pikepdf.Dictionary):
+            break
+        value = node.get(pikepdf.Name.Rotate)
+        if value is not None:
+            try:
+                return int(float(value)) % 360 // 90 * 90
+            except (TypeError, ValueError):
+                return 0
+        node = node.get(pikepdf.Name.Parent)
+    return 0
 
 
 def save_pdf(pdf: pikepdf.Pdf, *, min_version: str = "") -> bytes:
