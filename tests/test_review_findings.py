@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pikepdf
 import pytest
+from PIL import Image
 
 from service.artifacts import ArtifactError, render_artifacts
 from service.pipeline import mail_domain
@@ -105,3 +106,24 @@ def test_an_annotation_over_the_stamp_corner_is_hidden() -> None:
     with pikepdf.open(io.BytesIO(stamped)) as pdf:
         [annotation] = pdf.pages[0].obj.Annots
         assert int(annotation.F) & 2  # hidden, still there
+
+
+def test_a_16_bit_grey_png_keeps_its_transparent_level() -> None:
+    """Left half at the tRNS level 200 (transparent), right half 51400 (200 once scaled to
+    8 bits, yet opaque)."""
+    image = Image.new("I;16", (100, 50))
+    for x in range(100):
+        for y in range(50):
+            image.putpixel((x, y), 200 if x < 50 else 51400)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=200)
+    stamped = artifacts_render(buffer.getvalue(), "image/png").verified_pdf
+    with pikepdf.open(io.BytesIO(stamped)) as pdf:
+        masks = [
+            obj.SMask.read_bytes()
+            for obj in pdf.objects
+            if isinstance(obj, pikepdf.Stream) and obj.get("/Width") == 100 and "/SMask" in obj
+        ]
+    [alpha] = masks
+    rows = [alpha[row * 100 : (row + 1) * 100] for row in range(50)]
+    assert all(row == bytes(50) + b"\xff" * 50 for row in rows)

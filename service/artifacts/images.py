@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pikepdf
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageMath
 
 from service.artifacts import overlay, png, stamp, verified
 from service.artifacts.errors import ArtifactError
@@ -155,7 +155,7 @@ def _png_decoded(pdf: pikepdf.Pdf, image: Image.Image, icc: bytes | None) -> pik
     """Interlaced, transparent or alpha PNGs: raw pixels, alpha as a soft mask (still lossless)."""
     if image.mode.startswith("I"):
         # Only interlaced or transparent 16-bit grey ends up here; 8 bits keep the picture.
-        image = image.convert("I").point(lambda value: value * (1 / 257) + 0.5).convert("L")
+        image = _grey_16_to_8(image)
     grey = image.mode in ("1", "L", "LA")
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     base_mode = "L" if grey else "RGB"
@@ -170,6 +170,21 @@ def _png_decoded(pdf: pikepdf.Pdf, image: Image.Image, icc: bytes | None) -> pik
         xobject = _flate_image(pdf, image.convert(base_mode).tobytes(), image.size)
     xobject.ColorSpace = _colourspace(pdf, "/DeviceGray" if grey else "/DeviceRGB", icc)
     return xobject
+
+
+def _grey_16_to_8(image: Image.Image) -> Image.Image:
+    """16-bit grey as 8-bit grey, its tRNS grey level (a 16-bit value) turned into alpha first:
+    after scaling, other levels could equal it, or it could match none."""
+    wide = image.convert("I")
+    narrow = wide.point(lambda value: value * (1 / 257) + 0.5).convert("L")
+    transparent = image.info.get("transparency")
+    if not isinstance(transparent, int):
+        return narrow
+    alpha = ImageMath.lambda_eval(
+        lambda env: env["convert"]((env["a"] != transparent) * 255, "L"), a=wide
+    )
+    narrow.putalpha(alpha)
+    return narrow
 
 
 def _split_alpha(image: Image.Image) -> tuple[bytes, bytes]:
