@@ -127,3 +127,16 @@ def test_a_16_bit_grey_png_keeps_its_transparent_level() -> None:
     [alpha] = masks
     rows = [alpha[row * 100 : (row + 1) * 100] for row in range(50)]
     assert all(row == bytes(50) + b"\xff" * 50 for row in rows)
+
+
+def test_a_very_narrow_image_gets_a_page_wide_enough_for_a_scannable_stamp() -> None:
+    narrow = Image.new("RGB", (50, 4000), "navy")
+    buffer = io.BytesIO()
+    narrow.save(buffer, "PNG")
+    stamped = artifacts_render(buffer.getvalue(), "image/png").verified_pdf
+    with pikepdf.open(io.BytesIO(stamped)) as pdf:
+        width = float(pdf.pages[0].mediabox[2])
+    assert width >= 0.75 * 234  # the stamp and its margins at three quarters of A4 size
+    codes = samples.read_codes(samples.render_page(stamped))
+    assert codes["QRCode"].text.endswith("/verify/VEC-IC-2025ABCDEF0123456")
+    assert codes["Code128"].text == "VEC-IC-2025ABCDEF0123456"

@@ -35,6 +35,8 @@ ORIENTATIONS = {
     8: (0, 1, -1, 0, 1, 0),
 }
 
+MIN_STAMP_SCALE = 0.75  # of its A4 size: the codes still scan from a phone
+
 
 @dataclass(frozen=True, slots=True)
 class PlacedImage:
@@ -50,13 +52,17 @@ def image_pdf(original: bytes, mime_type: str, stamp_stream: bytes) -> bytes:
     image = jpeg_image(pdf, original) if mime_type == "image/jpeg" else png_image(pdf, original)
     factor = PAGE_LONG_SIDE / max(image.width, image.height)
     image_w, image_h = image.width * factor, image.height * factor
-    scale = min(1.0, image_w / (stamp.STAMP_W + 2 * overlay.STAMP_MARGIN))
+    # a very narrow image gets a wider page (image centred) rather than an unscannable stamp
+    stamp_w = stamp.STAMP_W + 2 * overlay.STAMP_MARGIN
+    page_w = max(image_w, stamp_w * MIN_STAMP_SCALE)
+    scale = min(1.0, page_w / stamp_w)
     band_h = (stamp.STAMP_H + 2 * overlay.STAMP_MARGIN) * scale
-    page = pdf.add_blank_page(page_size=(image_w, image_h + band_h))
+    page = pdf.add_blank_page(page_size=(page_w, image_h + band_h))
     name = page.add_resource(image.xobject, pikepdf.Name.XObject, pikepdf.Name("/VecImage"))
-    placement = image.orientation @ pikepdf.Matrix(image_w, 0, 0, image_h, 0, band_h)
+    left = (page_w - image_w) / 2
+    placement = image.orientation @ pikepdf.Matrix(image_w, 0, 0, image_h, left, band_h)
     page.contents_add(b"q " + placement.encode() + b" cm " + str(name).encode() + b" Do Q\n")
-    corner = overlay.corner_matrix((0.0, 0.0, image_w, band_h), 0, scale)
+    corner = overlay.corner_matrix((0.0, 0.0, page_w, band_h), 0, scale)
     overlay.apply_stamp(pdf, page, stamp_stream, corner)
     # PDF 1.5 for 16-bit PNG samples.
     return verified.save_pdf(pdf, min_version="1.5")
