@@ -78,17 +78,16 @@ def cpu_processes(settings: Settings) -> int:
 class CpuPool:
     """A process pool that replaces itself when a worker dies (a hostile file can crash one)."""
 
-    def __init__(self, processes: int, *, prefetch: bool = False) -> None:
+    def __init__(self, processes: int) -> None:
         self._processes = processes
         self._executor = self._open()
         # Work that waits for a process holds its input in memory: let only a few wait.
         self.slots = asyncio.Semaphore(processes * 2)
-        # Without prefetch, one task per process at a time: nothing queues inside the
-        # executor, so a time limit counts only running time and a pool killed for a timeout
-        # cancels no queued call (uploads: a client's file). With it, one more task per
-        # process waits in the executor, so a process never idles between tasks (renders:
-        # about 10 % more throughput; a queued render that a timeout kills is retried).
-        self._running = asyncio.Semaphore(processes * (2 if prefetch else 1))
+        # One task per process at a time: nothing queues inside the executor, so a time limit
+        # counts only running time and a pool killed for a timeout cancels no queued call.
+        # (Letting one more task per process wait there was ~10 % faster for renders, but
+        # made good renders time out behind slow ones.)
+        self._running = asyncio.Semaphore(processes)
 
     def _open(self) -> ProcessPoolExecutor:
         # forkserver: the workers inherit none of this process's threads, event loop or sockets.
@@ -148,8 +147,7 @@ INTAKE_PROCESSES = 1
 
 async def cpu_ctx(app: web.Application) -> AsyncIterator[None]:
     """Validation and rendering are CPU work: process pools keep them off the event loop."""
-    render = CpuPool(cpu_processes(app[SETTINGS]), prefetch=True)
-    intake = CpuPool(INTAKE_PROCESSES)
+    render, intake = CpuPool(cpu_processes(app[SETTINGS])), CpuPool(INTAKE_PROCESSES)
     app[CPU], app[INTAKE_CPU] = render, intake
     try:
         yield

@@ -26,7 +26,7 @@ async def run_standalone(settings: Settings) -> None:
             max_size=settings.db_pool_max,
             timeout_s=settings.db_command_timeout_s,
         )
-        cpu = CpuPool(cpu_processes(settings), prefetch=True)
+        cpu = CpuPool(cpu_processes(settings))
         try:
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:

@@ -236,7 +236,8 @@ def test_trusted_proxies_setting() -> None:
         ("10.0.0.2", "203.0.113.9:51234", "203.0.113.9"),  # a port, as some balancers add
         ("10.0.0.2", "[2001:db8::1]:443, 10.0.0.7", "2001:db8::1"),
         ("::ffff:10.0.0.2", "2001:db8::5", "2001:db8::5"),  # a dual-stack proxy socket
-        ("10.0.0.2", "198.51.100.1, unknown, garbage", "198.51.100.1"),
+        ("10.0.0.2", "198.51.100.1, unknown", "unknown"),  # nothing left of it is trusted
+        ("10.0.0.2", "10.5.5.5, 10.0.0.9", "10.5.5.5"),  # all trusted: the first of them
         ("10.0.0.2", "", "10.0.0.2"),
         ("192.0.2.1", "203.0.113.9", "192.0.2.1"),  # not a trusted proxy: the header is ignored
     ],

@@ -77,15 +77,3 @@ def test_stale_spool_files_are_cleared_and_fresh_ones_kept(tmp_path: Path) -> No
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     clear_stale_spool(tmp_path)
     assert not stale.exists() and fresh.exists() and other.exists()
-
-
-async def test_a_prefetching_pool_runs_and_recovers_like_the_strict_one() -> None:
-    pool = CpuPool(1, prefetch=True)
-    try:
-        results = await asyncio.gather(*(pool.run_limited(5, pow, 2, n) for n in range(4)))
-        assert results == [1, 2, 4, 8]
-        with pytest.raises(TimeoutError):
-            await pool.run_limited(0.5, time.sleep, 60)
-        assert await pool.run_limited(5, pow, 3, 3) == 27
-    finally:
-        await pool.close()

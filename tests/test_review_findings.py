@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from service.artifacts import ArtifactError, render_artifacts
+from service.artifacts.verified import page_rotation
 from service.pipeline import mail_domain
 from tests import samples
 from tests.test_artifacts import assert_stamp
@@ -140,3 +141,35 @@ def test_a_very_narrow_image_gets_a_page_wide_enough_for_a_scannable_stamp() -> 
     codes = samples.read_codes(samples.render_page(stamped))
     assert codes["QRCode"].text.endswith("/verify/VEC-IC-2025ABCDEF0123456")
     assert codes["Code128"].text == "VEC-IC-2025ABCDEF0123456"
+
+
+@pytest.mark.parametrize(
+    ("rotate", "expected"),
+    [("90", 90), ("90.0", 90), ("-90", 270), ("-45", 0), ("-135", 270), ("135", 90), ("450", 90)],
+)
+def test_page_rotation_reads_like_pdfium(rotate: str, expected: int) -> None:
+    def edit(pdf: pikepdf.Pdf) -> None:
+        pdf.pages[0].obj.Rotate = pikepdf.Object.parse(rotate.encode())
+
+    with pikepdf.open(io.BytesIO(_edited(samples.make_pdf(), edit))) as pdf:
+        assert page_rotation(pdf.pages[0]) == expected
+
+
+def test_a_form_field_over_the_stamp_corner_stays_visible() -> None:
+    def add_widget(pdf: pikepdf.Pdf) -> None:
+        widget = pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot,
+            Subtype=pikepdf.Name.Widget,
+            FT=pikepdf.Name.Sig,
+            Rect=[20, 20, 575, 110],
+            F=4,
+            T="signature",
+        )
+        widget = pdf.make_indirect(widget)
+        pdf.pages[0].obj.Annots = pdf.make_indirect(pikepdf.Array([widget]))
+        pdf.Root.AcroForm = pikepdf.Dictionary(Fields=[widget])
+
+    stamped = artifacts_render(_edited(samples.make_pdf(), add_widget)).verified_pdf
+    with pikepdf.open(io.BytesIO(stamped)) as pdf:
+        [widget] = pdf.pages[0].obj.Annots
+        assert int(widget.F) == 4

@@ -60,17 +60,20 @@ def principal(request: web.Request) -> Principal:
 def client_address(request: web.Request) -> str | None:
     """The peer's address; behind a trusted proxy (TRUSTED_PROXIES), the address nearest to
     us in X-Forwarded-For that is not a trusted proxy (what is left of it, a client can forge).
-    Hops that are no address (garbage, ``unknown``) are passed over."""
+    A hop that is no address (``unknown``) ends the walk: it is what is counted."""
     proxies = request.app[SETTINGS].trusted_proxies
     peer = _address(request.remote)
     if peer is None or not _is_trusted(peer, proxies):
         return request.remote
     forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
-    for hop in reversed(forwarded.split(",")):
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
         address = _address(hop)
-        if address is not None and not _is_trusted(address, proxies):
+        if address is None:
+            return hop  # not an address (a proxy's "unknown"): nothing left of it is trusted
+        if not _is_trusted(address, proxies):
             return str(address)
-    return str(peer)
+    return str(_address(hops[0])) if hops else str(peer)  # all trusted: the first one
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -22,7 +22,7 @@ access_log = logging.getLogger("service.access")
 
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CERTIFICATE_PATH = re.compile(
-    r"/business/certificate-vault/(?P<id>[^/]+)(?:/(?:retry|download|original))?"
+    r"/business/certificate-vault/(?P<id>[^/]+)(?:/(?P<action>retry)|/(?:download|original))?"
 )
 # The database is down or restarting: answer 503 rather than hang or 500.
 DATABASE_UNAVAILABLE = (
@@ -48,7 +48,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> errors
         # certificate routes match UUIDs only (so "bulk" or "batches" never look like one);
         # any other id gets the answer an unknown UUID gets
         certificate = CERTIFICATE_PATH.fullmatch(request.path)
-        if certificate:
+        if certificate and request.method == ("POST" if certificate["action"] else "GET"):
             return errors.NotFound(certificate["id"])
         return errors.RouteNotFound(request.path)
     if isinstance(exc, web.HTTPMethodNotAllowed):

@@ -142,7 +142,8 @@ HIDDEN_FLAG = 2  # an annotation's /F bit 2: neither shown nor printed
 
 def hide_annotations_under(page: pikepdf.Page, matrix: pikepdf.Matrix) -> None:
     """Annotations are drawn over the page content, so one over the stamp's corner would hide
-    its codes: those are hidden (flagged, not removed, so forms and links stay whole)."""
+    its codes: those are hidden (flagged, not removed, so links stay whole). Form fields
+    (widgets) are left as they are: a filled-in value or a signature must stay visible."""
     annotations = page.obj.get(pikepdf.Name.Annots)
     if not isinstance(annotations, pikepdf.Array):
         return
@@ -150,7 +151,11 @@ def hide_annotations_under(page: pikepdf.Page, matrix: pikepdf.Matrix) -> None:
     xs, ys = [c[0] for c in corners], [c[1] for c in corners]
     area = (min(xs), min(ys), max(xs), max(ys))
     for annotation in annotations:
-        if isinstance(annotation, pikepdf.Dictionary) and _overlaps(annotation, area):
+        if (
+            isinstance(annotation, pikepdf.Dictionary)
+            and annotation.get(pikepdf.Name.Subtype) != pikepdf.Name.Widget
+            and _overlaps(annotation, area)
+        ):
             annotation.F = _flags(annotation) | HIDDEN_FLAG
 
 

@@ -49,7 +49,8 @@ def page_rotation(page: pikepdf.Page) -> int:
         value = node.get(pikepdf.Name.Rotate)
         if value is not None:
             try:
-                return int(float(value)) % 360 // 90 * 90
+                # as pdfium: whole quarter turns, truncated towards zero, then normalized
+                return int(int(float(value)) / 90) % 4 * 90
             except (TypeError, ValueError):
                 return 0
         node = node.get(pikepdf.Name.Parent)
