@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from service.data import Connection
+from service.data import DATABASE_ERRORS, Connection
 from service.data import institutions as institution_data
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class TokenToucher:
             await asyncio.sleep(TOUCH_FLUSH_S)
             try:
                 await self.flush()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("could not record token use: %s", exc)
 
     @contextlib.asynccontextmanager
@@ -136,5 +136,5 @@ class TokenToucher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DATABASE_ERRORS):
                 await self.flush()

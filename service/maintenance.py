@@ -13,7 +13,7 @@ from aiohttp import web
 
 from service import ratelimit
 from service.config import Settings
-from service.data import Connection
+from service.data import DATABASE_ERRORS, Connection
 from service.data import certificates as certificate_data
 from service.data import idempotency as key_data
 from service.data import webhooks as webhook_data
@@ -24,7 +24,7 @@ from service.uploads import sweep_expired, sweep_file_intents
 
 log = logging.getLogger(__name__)
 WEBHOOK_PURGE_BATCH = 10_000
-TRANSIENT = (OSError, StorageError, asyncpg.PostgresError, asyncpg.InterfaceError)
+TRANSIENT = (*DATABASE_ERRORS, StorageError)
 
 
 async def _until_done(purge: Callable[[], Awaitable[int]], batch: int) -> int:

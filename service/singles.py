@@ -10,6 +10,7 @@ import asyncpg
 
 from service import errors, jobs
 from service.bulk import certificate_record
+from service.data import DATABASE_ERRORS
 from service.data import batches as batch_data
 from service.data import certificates as certificate_data
 from service.data import uploads as upload_data
@@ -51,7 +52,7 @@ async def create_single(
             pool, institution_id=institution_id, entry=entry, upload_id=upload_id
         )
     except Exception:
-        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        with contextlib.suppress(*DATABASE_ERRORS):
             async with pool.acquire() as conn:
                 await upload_data.expire_upload(
                     conn, institution_id=institution_id, upload_id=upload_id

@@ -14,6 +14,7 @@ import asyncpg
 
 from service import errors
 from service.config import Settings
+from service.data import DATABASE_ERRORS
 from service.data import file_intents as intents
 from service.data import uploads as upload_data
 from service.files.base import FileStore, StorageError
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
 INSPECT_TIMEOUT_S = 60.0
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # An upload's file is written between its intent and its row; past this, the intent's file is
 # an orphan. (Correctness does not hang on it: see record_upload.)
 INTENT_GRACE_S = 900.0
