@@ -9,38 +9,34 @@ import pikepdf
 import pytest
 from PIL import Image
 
-from service.artifacts import ArtifactError, render_artifacts
+from service.artifacts import ArtifactError
 from service.artifacts.verified import page_rotation
 from service.pipeline import mail_domain
 from tests import samples
 from tests.test_artifacts import assert_stamp
 from tests.test_artifacts import render as artifacts_render
 
-URL = "https://vault.example.test/verify/VEC-IC-2025ABCDEF0123456"
 
-
-def render(original: bytes) -> bytes:
-    return render_artifacts(
-        original,
-        "application/pdf",
-        reference_id="VEC-IC-2025ABCDEF0123456",
-        verify_url=URL,
-        institution_name="Example Institute",
-    ).verified_pdf
-
-
-def with_open_action(action: pikepdf.Dictionary) -> bytes:
-    with pikepdf.open(io.BytesIO(samples.make_pdf())) as pdf:
-        pdf.Root.OpenAction = action
+def edited(original: bytes, edit: Callable[[pikepdf.Pdf], None]) -> bytes:
+    with pikepdf.open(io.BytesIO(original)) as pdf:
+        edit(pdf)
         buffer = io.BytesIO()
         pdf.save(buffer)
     return buffer.getvalue()
 
 
+def with_open_action(action: pikepdf.Dictionary) -> bytes:
+    def set_action(pdf: pikepdf.Pdf) -> None:
+        pdf.Root.OpenAction = action
+
+    return edited(samples.make_pdf(), set_action)
+
+
 @pytest.mark.parametrize("kind", ["GoToR", "Thread", "Sound", "Movie"])
 def test_actions_that_open_other_files_are_removed(kind: str) -> None:
     smb = pikepdf.String("\\\\attacker\\share\\x.pdf")
-    stamped = render(with_open_action(pikepdf.Dictionary(S=pikepdf.Name("/" + kind), F=smb)))
+    action = pikepdf.Dictionary(S=pikepdf.Name("/" + kind), F=smb)
+    stamped = artifacts_render(with_open_action(action)).verified_pdf
     assert f"/{kind}".encode() not in stamped and b"attacker" not in stamped
 
 
@@ -49,7 +45,7 @@ def test_an_action_chain_too_deep_to_check_is_refused() -> None:
     for _ in range(40):  # /Next chains of direct dictionaries, as a viewer follows them
         action = pikepdf.Dictionary(S=pikepdf.Name.URI, URI="https://x.test", Next=action)
     with pytest.raises(ArtifactError, match="too deeply"):
-        render(with_open_action(action))
+        artifacts_render(with_open_action(action))
 
 
 @pytest.mark.parametrize(
@@ -66,19 +62,11 @@ def test_message_ids_get_a_domain_whatever_the_public_host(base_url: str, domain
     assert mail_domain(base_url) == domain
 
 
-def _edited(original: bytes, edit: Callable[[pikepdf.Pdf], None]) -> bytes:
-    with pikepdf.open(io.BytesIO(original)) as pdf:
-        edit(pdf)
-        buffer = io.BytesIO()
-        pdf.save(buffer)
-    return buffer.getvalue()
-
-
 def test_a_real_number_rotation_places_the_stamp_like_an_integer_one() -> None:
     def rotate(pdf: pikepdf.Pdf) -> None:
         pdf.pages[0].obj.Rotate = pikepdf.Object.parse(b"90.0")
 
-    stamped = artifacts_render(_edited(samples.make_pdf(), rotate)).verified_pdf
+    stamped = artifacts_render(edited(samples.make_pdf(), rotate)).verified_pdf
     assert_stamp(samples.render_page(stamped))
 
 
@@ -101,7 +89,7 @@ def test_an_annotation_over_the_stamp_corner_is_hidden() -> None:
         )
         pdf.pages[0].obj.Annots = pdf.make_indirect(pikepdf.Array([square]))
 
-    covered = _edited(samples.make_pdf(), cover)
+    covered = edited(samples.make_pdf(), cover)
     stamped = artifacts_render(covered).verified_pdf
     assert_stamp(samples.render_page(stamped))
     with pikepdf.open(io.BytesIO(stamped)) as pdf:
@@ -151,7 +139,7 @@ def test_page_rotation_reads_like_pdfium(rotate: str, expected: int) -> None:
     def edit(pdf: pikepdf.Pdf) -> None:
         pdf.pages[0].obj.Rotate = pikepdf.Object.parse(rotate.encode())
 
-    with pikepdf.open(io.BytesIO(_edited(samples.make_pdf(), edit))) as pdf:
+    with pikepdf.open(io.BytesIO(edited(samples.make_pdf(), edit))) as pdf:
         assert page_rotation(pdf.pages[0]) == expected
 
 
@@ -169,7 +157,7 @@ def test_a_form_field_over_the_stamp_corner_stays_visible() -> None:
         pdf.pages[0].obj.Annots = pdf.make_indirect(pikepdf.Array([widget]))
         pdf.Root.AcroForm = pikepdf.Dictionary(Fields=[widget])
 
-    stamped = artifacts_render(_edited(samples.make_pdf(), add_widget)).verified_pdf
+    stamped = artifacts_render(edited(samples.make_pdf(), add_widget)).verified_pdf
     with pikepdf.open(io.BytesIO(stamped)) as pdf:
         [widget] = pdf.pages[0].obj.Annots
         assert int(widget.F) == 4
