@@ -40,8 +40,7 @@ class LocalFileStore:
         await asyncio.to_thread(_write_atomic, target, key, lambda out: _copy_from(path, out))
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        target = self._path(key)
-        await asyncio.to_thread(_write_atomic, target, key, lambda out: out.write(data))
+        await self.put_many([(key, data, content_type)])
 
     async def put_many(self, items: Sequence[PutItem]) -> None:
         """One thread hop for all; siblings share one directory fsync (a certificate's files)."""
