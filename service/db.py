@@ -94,6 +94,17 @@ async def init_connection(conn: Connection) -> None:
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def keep_session(conn: Connection) -> None:
+    """Pool release, after asyncpg rolled back any open transaction and dropped listeners.
+
+    asyncpg's default reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one more
+    round trip per checkout, for session state this service never leaves on a pooled
+    connection: locks are transaction-scoped (the migration lock is released in a ``finally``),
+    LISTEN runs on a connection of its own, no session variable is ever SET, cursors live
+    inside transactions.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int, timeout_s: float) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
@@ -101,6 +112,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, timeout_s: floa
         max_size=max_size,
         command_timeout=timeout_s,
         init=init_connection,
+        reset=keep_session,
         server_settings={
             "application_name": "vault-service",
             # A forgotten open transaction holds back vacuum for the job table: cut it off.

@@ -42,9 +42,9 @@ REFERENCE_ID_TRIES = 3
 FALLBACK_MAIL_DOMAIN = "vault.localhost"
 
 
-def artifact_keys(certificate_uuid: str) -> tuple[str, str, str]:
-    base = f"certificates/{certificate_uuid}"
-    return f"{base}/qr_code.svg", f"{base}/barcode.svg", f"{base}/verified_certificate.pdf"
+def verified_pdf_key(certificate_uuid: str) -> str:
+    """One file per certificate, in 256 directories made once: no directory per certificate."""
+    return f"certificates/{certificate_uuid[:2]}/{certificate_uuid}.pdf"
 
 
 def render_timeout_s(deps: Deps) -> float:
@@ -106,20 +106,15 @@ async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Ar
 
 
 async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> certificate_data.GeneratedArtifacts:
-    qr_key, barcode_key, pdf_key = artifact_keys(uuid)
+    """The verified PDF goes to the file store; the codes go to the database with the row."""
+    pdf_key = verified_pdf_key(uuid)
     try:
-        await deps.files.put_many(
-            [
-                (qr_key, artifacts.qr_svg, "image/svg+xml"),
-                (barcode_key, artifacts.barcode_svg, "image/svg+xml"),
-                (pdf_key, artifacts.verified_pdf, "application/pdf"),
-            ]
-        )
+        await deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf")
     except StorageError as exc:
         raise JobError(f"Storage unavailable: {exc}") from None
     return certificate_data.GeneratedArtifacts(
-        qrcode_key=qr_key,
-        barcode_key=barcode_key,
+        qr_code_svg=artifacts.qr_svg,
+        barcode_svg=artifacts.barcode_svg,
         verified_pdf_key=pdf_key,
         verified_pdf_size=len(artifacts.verified_pdf),
         verified_pdf_sha256=artifacts.verified_pdf_sha256,

@@ -18,8 +18,8 @@ from service.data import public as public_data
 
 QR_CODE = "qr_code.svg"
 BARCODE = "barcode.svg"
-# public file name -> the column holding its storage key
-ARTIFACT_COLUMNS = {QR_CODE: "qrcode_key", BARCODE: "barcode_key"}
+# public file name -> its columns: the SVG itself, or the storage key of an older file of it
+ARTIFACT_COLUMNS = {QR_CODE: ("qr_code_svg", "qrcode_key"), BARCODE: ("barcode_svg", "barcode_key")}
 
 
 class Verdict(enum.StrEnum):
@@ -72,16 +72,18 @@ async def look_up(conn: Connection, reference_id: str) -> PublicCertificate | No
     return PublicCertificate.from_record(row) if row is not None else None
 
 
-async def artifact_key(conn: Connection, reference_id: str, name: str) -> str | None:
-    """The storage key of a generated or revoked certificate's public file ``name``, else None."""
-    column = ARTIFACT_COLUMNS.get(name)
-    if column is None or not is_reference_id(reference_id):
+async def public_artifact(conn: Connection, reference_id: str, name: str) -> bytes | str | None:
+    """A generated or revoked certificate's public file ``name``: its bytes, or the storage key
+    of its file (certificates generated before the codes were kept in the database); else None."""
+    columns = ARTIFACT_COLUMNS.get(name)
+    if columns is None or not is_reference_id(reference_id):
         return None
-    row = await public_data.find_artifact_keys(conn, reference_id=reference_id)
+    row = await public_data.find_codes(conn, reference_id=reference_id)
     if row is None:
         return None
-    key: str | None = row[column]
-    return key
+    data_column, key_column = columns
+    found: bytes | str | None = row[data_column] or row[key_column]
+    return found
 
 
 def verification_url(base_url: str, reference_id: str) -> str:

@@ -31,7 +31,6 @@ from tests.samples import make_pdf
 from tests.vault_helpers import BULK_URL, UPLOAD_URL, entry
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = {"qr_code.svg", "barcode.svg", "verified_certificate.pdf"}
 BASE_URL = "http://vault.test"
 Http = TestClient | aiohttp.ClientSession
 
@@ -236,19 +235,15 @@ async def settled(conn: asyncpg.Connection, count: int) -> bool:
     return done
 
 
-def stored_artifacts(certificates_dir: Path) -> dict[str, set[str]]:
-    """The artifact files per certificate uuid; a write cut by a kill may leave a
-    ``.tmp-*.part`` sibling behind, which is not an artifact."""
-    found: dict[str, set[str]] = {}
-    for path in certificates_dir.rglob("*"):
-        if path.is_file() and not path.name.startswith(".tmp-"):
-            found.setdefault(path.parent.name, set()).add(path.name)
-    return found
+def stored_pdfs(certificates_dir: Path) -> dict[str, Path]:
+    """The verified PDF files by certificate uuid; a write cut by a kill may leave a
+    ``.tmp-*.part`` sibling behind, which is not one."""
+    return {path.stem: path for path in certificates_dir.rglob("*.pdf")}
 
 
 async def assert_exactly_once(conn: asyncpg.Connection, data_dir: Path, count: int) -> None:
-    """The global checker: each certificate generated once, with one reference id, one set of
-    artifacts (the stored PDF is the one recorded), one outbox row; the batch adds up."""
+    """The global checker: each certificate generated once, with one reference id, one verified
+    PDF (the one recorded) and one row of codes, one outbox row; the batch adds up."""
     rows = await conn.fetch(
         "SELECT uuid, status, reference_id, verified_pdf_sha256 FROM certificates"
     )
@@ -263,10 +258,14 @@ async def assert_exactly_once(conn: asyncpg.Connection, data_dir: Path, count: i
     assert len(outbox) == len({row["certificate_id"] for row in outbox}) == count
     assert {row["status"] for row in outbox} == {"sent"}
     assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
-    certificates_dir = data_dir / "files" / "certificates"
-    assert stored_artifacts(certificates_dir) == {str(row["uuid"]): ARTIFACTS for row in rows}
+    codes = await conn.fetchval(
+        "SELECT count(*) FROM certificates c JOIN certificate_codes cc ON cc.certificate_id = c.id"
+    )
+    assert codes == count
+    pdfs = stored_pdfs(data_dir / "files" / "certificates")
+    assert set(pdfs) == {str(row["uuid"]) for row in rows}
     for row in rows:
-        pdf = (certificates_dir / str(row["uuid"]) / "verified_certificate.pdf").read_bytes()
+        pdf = pdfs[str(row["uuid"])].read_bytes()
         assert hashlib.sha256(pdf).hexdigest() == row["verified_pdf_sha256"]
 
 

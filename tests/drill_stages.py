@@ -17,11 +17,10 @@ from pathlib import Path
 import asyncpg
 
 from tests.drill_helpers import (
-    ARTIFACTS,
     Processes,
     kill,
     open_transaction,
-    stored_artifacts,
+    stored_pdfs,
     terminate,
     wait_for_lock_waiters,
     wait_for_row,
@@ -31,7 +30,7 @@ from tests.queue_helpers import count
 
 # The statements a worker is held at (see service/data/certificates.py).
 START = "UPDATE certificates c SET status = 'processing'"
-MARK_GENERATED = "UPDATE certificates SET status = 'generated'"
+MARK_GENERATED = "WITH generated AS (UPDATE certificates SET status = 'generated'"
 
 
 @dataclass
@@ -46,8 +45,8 @@ class Drill:
     def start_worker(self, workers: int) -> subprocess.Popen[bytes]:
         return self.processes.start("worker", {**self.env, "WORKERS": str(workers)})
 
-    def artifacts_of(self, uuid: str) -> set[str]:
-        return stored_artifacts(self.data_dir / "files" / "certificates").get(uuid, set())
+    def has_pdf(self, uuid: str) -> bool:
+        return uuid in stored_pdfs(self.data_dir / "files" / "certificates")
 
 
 async def kill_after_claim(drill: Drill) -> str | None:
@@ -79,7 +78,8 @@ async def kill_after_store(drill: Drill) -> str | None:
         waiters = await wait_for_lock_waiters(drill.conn, MARK_GENERATED)
         kill(worker)
         await terminate(drill.conn, waiters)
-    assert drill.artifacts_of(uuid) == ARTIFACTS
+    assert drill.has_pdf(uuid)
+    assert await count(drill.conn, "SELECT count(*) FROM certificate_codes") == 0
     assert (
         await drill.conn.fetchval("SELECT status FROM certificates WHERE id = $1", certificate_id)
         == "processing"

@@ -14,6 +14,7 @@ import asyncpg
 import pikepdf
 import pytest
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from service.app import create_app
 from service.config import Settings
@@ -72,6 +73,10 @@ async def test_a_bulk_batch_ends_generated_with_every_artifact(
         assert data["qrcode_path"].endswith(
             f"/public/certificates/{data['reference_id']}/qr_code.svg"
         )
+        for path in (data["qrcode_path"], data["barcode_path"]):
+            svg = await vault.get(URL(path).path)
+            assert svg.status == 200 and svg.content_type == "image/svg+xml"
+            assert (await svg.read()).lstrip().startswith(b"<?xml")
         pdf = await vault.get(
             f"/business/certificate-vault/{item['uuid']}/download", headers=bearer(token)
         )

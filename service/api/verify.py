@@ -168,11 +168,11 @@ async def verify_json(request: web.Request) -> web.Response:
 async def _artifact(request: web.Request, name: str) -> web.Response:
     reference_id = request.match_info["reference_id"]
     async with limited_connection(request) as conn:
-        key = await verification.artifact_key(conn, reference_id, name)
-    if key is None:
+        found = await verification.public_artifact(conn, reference_id, name)
+    if found is None:
         raise errors.NotFound(reference_id)
     try:
-        data = await request.app[FILES].get_bytes(key)
+        data = await request.app[FILES].get_bytes(found) if isinstance(found, str) else found
     except FileMissing:
         log.warning("public artifact missing from storage: %s %s", reference_id, name)
         raise errors.NotFound(reference_id) from None

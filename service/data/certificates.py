@@ -34,8 +34,8 @@ SUMMARY_COLUMNS = (
     " c.issue_date, c.status, c.created_at, c.updated_at"
 )
 DETAIL_COLUMNS = (
-    SUMMARY_COLUMNS + ", c.institution_id, c.details, c.trigger_context, c.qrcode_key,"
-    " c.barcode_key, c.verified_pdf_key, c.verified_pdf_size, c.verified_pdf_sha256,"
+    SUMMARY_COLUMNS + ", c.institution_id, c.details, c.trigger_context,"
+    " c.verified_pdf_key, c.verified_pdf_size, c.verified_pdf_sha256,"
     " c.original_key, c.original_name, c.original_mime, c.original_size, c.original_sha256,"
     " c.assigned_at, c.error, c.generated_at, c.revoked_at, c.revocation_reason,"
     " (SELECT bt.uuid FROM batches bt WHERE bt.id = c.batch_id) AS batch_uuid,"
@@ -204,11 +204,25 @@ async def start_processing(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GeneratedArtifacts:
-    qrcode_key: str
-    barcode_key: str
+    qr_code_svg: bytes
+    barcode_svg: bytes
     verified_pdf_key: str
     verified_pdf_size: int
     verified_pdf_sha256: str
+
+
+MARK_GENERATED = (
+    "WITH generated AS (UPDATE certificates SET status = 'generated',"
+    " verified_pdf_key = $2, verified_pdf_size = $3, verified_pdf_sha256 = $4,"
+    " recipient_id = $5, assigned_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE now() END,"
+    " error = NULL, generated_at = now(), updated_at = now()"
+    " WHERE id = $1 AND status = 'processing'"
+    " RETURNING id, uuid, batch_id, recipient_id),"
+    " codes AS (INSERT INTO certificate_codes (certificate_id, qr_code_svg, barcode_svg)"
+    " SELECT id, $6, $7 FROM generated ON CONFLICT (certificate_id) DO UPDATE"
+    " SET qr_code_svg = excluded.qr_code_svg, barcode_svg = excluded.barcode_svg)"
+    " SELECT * FROM generated"
+)
 
 
 async def mark_generated(
@@ -218,21 +232,16 @@ async def mark_generated(
     artifacts: GeneratedArtifacts,
     recipient_id: int | None,
 ) -> asyncpg.Record | None:
-    """``processing`` → ``generated``; None when it was not processing (already done)."""
+    """``processing`` → ``generated``, with its codes; None when it was not processing."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "UPDATE certificates SET status = 'generated', qrcode_key = $2, barcode_key = $3,"
-        " verified_pdf_key = $4, verified_pdf_size = $5, verified_pdf_sha256 = $6,"
-        " recipient_id = $7, assigned_at = CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() END,"
-        " error = NULL, generated_at = now(), updated_at = now()"
-        " WHERE id = $1 AND status = 'processing'"
-        " RETURNING id, uuid, batch_id, recipient_id",
+        MARK_GENERATED,
         certificate_id,
-        artifacts.qrcode_key,
-        artifacts.barcode_key,
         artifacts.verified_pdf_key,
         artifacts.verified_pdf_size,
         artifacts.verified_pdf_sha256,
         recipient_id,
+        artifacts.qr_code_svg,
+        artifacts.barcode_svg,
     )
     return row
 
