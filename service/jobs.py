@@ -17,8 +17,8 @@ from service.queue import store as queue_store
 from service.queue.types import JobType
 
 __all__ = ["Deps", "JobType", "job_types", "wake_workers"]
+from service.cpupool import CpuPool
 from service.queue.wiring import ENGINE
-from service.resources import CpuPool
 
 PROCESS_CERTIFICATE = "certificate.process"
 SEND_EMAIL = "email.send"

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
-from functools import partial
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from aiohttp import web
 
 from service.config import Settings
+from service.cpupool import CpuPool
 from service.files.base import FileStore
 from service.files.factory import open_file_store
 from service.keys import SETTINGS
@@ -73,67 +71,6 @@ async def io_threads_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def cpu_processes(settings: Settings) -> int:
     return settings.cpu_processes or os.cpu_count() or 1
-
-
-class CpuPool:
-    """A process pool that replaces itself when a worker dies (a hostile file can crash one)."""
-
-    def __init__(self, processes: int) -> None:
-        self._processes = processes
-        self._executor = self._open()
-        # Work that waits for a process holds its input in memory: let only a few wait.
-        self.slots = asyncio.Semaphore(processes * 2)
-        # One task per process at a time: nothing queues inside the executor, so a time limit
-        # counts only running time and a pool killed for a timeout cancels no queued call.
-        # (Letting one more task per process wait there was ~10 % faster for renders, but
-        # made good renders time out behind slow ones.)
-        self._running = asyncio.Semaphore(processes)
-
-    def _open(self) -> ProcessPoolExecutor:
-        # forkserver: the workers inherit none of this process's threads, event loop or sockets.
-        context = multiprocessing.get_context("forkserver")
-        return ProcessPoolExecutor(max_workers=self._processes, mp_context=context)
-
-    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self._running:
-            return await self._submit(partial(fn, *args, **kwargs))
-
-    async def _submit(self, call: Callable[[], T]) -> T:
-        executor = self._executor
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, call)
-        except BrokenProcessPool:
-            self._replace(executor)
-            raise
-
-    async def run_limited(
-        self, timeout_s: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """``run``, but a call past ``timeout_s`` (or cancelled) has its processes killed (a
-        cancelled future would leave the work running); past ``timeout_s`` it raises
-        TimeoutError."""
-        async with self._running:  # the clock starts when a process is free
-            executor = self._executor
-            try:
-                return await asyncio.wait_for(self._submit(partial(fn, *args, **kwargs)), timeout_s)
-            except (TimeoutError, asyncio.CancelledError):
-                # cancelled (the job's own deadline, a shutdown) or late: the work would go on
-                # in its process, and the next call would queue behind it
-                self._replace(executor, kill=True)
-                raise
-
-    def _replace(self, executor: ProcessPoolExecutor, *, kill: bool = False) -> None:
-        if self._executor is not executor:
-            return  # someone else already replaced it
-        self._executor = self._open()
-        if kill:
-            # no public API stops a running task; the processes are the executor's own
-            for process in list(getattr(executor, "_processes", {}).values()):
-                process.kill()
-        executor.shutdown(wait=False, cancel_futures=True)
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
 
 CPU = web.AppKey("cpu", CpuPool)

@@ -14,6 +14,7 @@ import asyncpg
 
 from service import errors
 from service.config import Settings
+from service.cpupool import CpuPool
 from service.data import DATABASE_ERRORS
 from service.data import file_intents as intents
 from service.data import uploads as upload_data
@@ -21,7 +22,6 @@ from service.files.base import FileStore, StorageError
 from service.intake.inspect import FileKind, InvalidUpload, check_declared, inspect_file
 from service.intake.names import ensure_extension
 from service.intake.spool import SpooledFile
-from service.resources import CpuPool
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ import logging
 
 from service import db, jobs
 from service.config import Settings
+from service.cpupool import CpuPool
 from service.queue.wiring import run_worker, stop_on_signals
-from service.resources import CpuPool, cpu_processes, file_store, use_io_threads
+from service.resources import cpu_processes, file_store, use_io_threads
 from service.webhooks.ssrf import make_client_session
 
 log = logging.getLogger(__name__)

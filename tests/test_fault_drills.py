@@ -194,13 +194,7 @@ async def test_a_worker_paused_past_its_lease_has_its_late_result_refused(
         async with open_transaction(dsn) as blocker:
             await blocker.execute("LOCK TABLE recipients IN ACCESS EXCLUSIVE MODE")
             paused = processes.start("serve", paused_env)
-            t0 = time.monotonic()
             await wait_for_lock_waiters(conn, "SELECT id FROM recipients", count=2)
-            print(
-                "DRILL3 waiters after",
-                time.monotonic() - t0,
-                await conn.fetchval("SELECT max(now() - updated_at) FROM certificates"),
-            )
             signal_group(paused, signal.SIGSTOP)
         assert await generated(conn) == 0
         rescuer = processes.start("worker", env)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.resources import CpuPool
+from service.cpupool import CpuPool
 
 
 async def test_a_call_past_its_time_limit_is_killed_and_the_pool_goes_on() -> None:

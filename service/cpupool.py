@@ -1,0 +1,161 @@
+"""CPU work in processes: one lane per process, each holding the call that runs and the next.
+
+The next call is already sent to its process while the one before runs, so the process starts
+it the moment it is free (no round trip through the event loop in between). Its time limit
+starts with its turn, not when it was sent: a call never times out for the work of another.
+A call past its limit, or cancelled while it runs, has its lane's process killed and replaced;
+calls waiting in that lane are sent again to the new process, in order (they never started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Calls per process at once: the running one and the next. Letting more wait would hold more
+# inputs in memory for no gain: the next one is enough to keep a process busy.
+DEPTH = 2
+
+
+@dataclass(eq=False)
+class _Call:
+    work: Callable[[], Any]
+    future: asyncio.Future[Any]
+    previous: asyncio.Future[None] | None  # done when the call before it in the lane is over
+    done: asyncio.Future[None] = field(default_factory=lambda: _loop().create_future())
+    started: bool = False
+
+
+class _Lane:
+    """One process and the calls sent to it, in the order it takes them."""
+
+    def __init__(self) -> None:
+        self.executor = _open()
+        self.calls: list[_Call] = []
+
+    def send(self, work: Callable[[], Any]) -> _Call:
+        previous = self.calls[-1].done if self.calls else None
+        call = _Call(work, _submit(self.executor, work), previous)
+        self.calls.append(call)
+        return call
+
+    def replace(self, *, kill: bool) -> None:
+        """A new process; the calls that had not started are sent to it, in their order."""
+        old, self.executor = self.executor, _open()
+        if kill:
+            # no public API stops a running task; the process is the executor's own
+            for process in list(getattr(old, "_processes", {}).values()):
+                process.kill()
+        old.shutdown(wait=False, cancel_futures=True)
+        for call in self.calls:
+            _forget(call.future)
+            if not call.started:
+                call.future = _submit(self.executor, call.work)
+
+
+class CpuPool:
+    """Processes for CPU work that survive what hostile files do to them: hang, crash."""
+
+    def __init__(self, processes: int) -> None:
+        self._lanes = [_Lane() for _ in range(processes)]
+        self._free = asyncio.Semaphore(processes * DEPTH)
+        # Work that waits for a process holds its input in memory: only a few may wait. One
+        # more per process than the lanes hold, so the next input is read while lanes are full.
+        self.slots = asyncio.Semaphore(processes * (DEPTH + 1))
+        self._orphans: set[asyncio.Task[Any]] = set()
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(None, partial(fn, *args, **kwargs))
+
+    async def run_limited(
+        self, timeout_s: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``run``, but a call running past ``timeout_s`` is killed and raises TimeoutError;
+        a call cancelled while it runs is killed too (its work would go on otherwise)."""
+        return await self._run(timeout_s, partial(fn, *args, **kwargs))
+
+    async def _run(self, timeout_s: float | None, work: Callable[[], T]) -> T:
+        async with self._free:
+            lane = min(self._lanes, key=lambda lane: len(lane.calls))
+            call = lane.send(work)
+            turn = asyncio.ensure_future(_take_turn(lane, call, timeout_s))
+            try:
+                result: T = await asyncio.shield(turn)
+                return result
+            except asyncio.CancelledError:
+                if call.started:
+                    turn.cancel()  # its process is killed
+                else:
+                    # already on its way to the process, where it will run: its turn plays out
+                    # (and is timed) in the background, so the next call's clock starts after it
+                    self._orphans.add(turn)
+                    turn.add_done_callback(self._orphans.discard)
+                raise
+
+    async def close(self) -> None:
+        for orphan in list(self._orphans):
+            orphan.cancel()
+        for lane in self._lanes:
+            await asyncio.to_thread(lane.executor.shutdown, wait=True, cancel_futures=True)
+
+
+async def _take_turn(lane: _Lane, call: _Call, timeout_s: float | None) -> Any:
+    try:
+        if call.previous is not None:
+            await asyncio.wait({call.previous})
+        call.started = True
+        done, _ = await asyncio.wait({call.future}, timeout=timeout_s)
+        if not done:
+            lane.replace(kill=True)
+            raise TimeoutError
+        if call.future.cancelled():  # never sent: the process had stopped while idle
+            lane.replace(kill=False)
+            raise BrokenProcessPool("The process had stopped; it was replaced.")
+        try:
+            return call.future.result()
+        except BrokenProcessPool:
+            lane.replace(kill=False)  # this call's work ended its process
+            raise
+    except asyncio.CancelledError:
+        if call.started:
+            lane.replace(kill=True)
+        raise
+    finally:
+        lane.calls.remove(call)
+        call.done.set_result(None)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def _open() -> ProcessPoolExecutor:
+    # forkserver: the workers inherit none of this process's threads, event loop or sockets.
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=1, mp_context=context)
+
+
+def _submit(executor: ProcessPoolExecutor, work: Callable[[], T]) -> asyncio.Future[T]:
+    loop = _loop()
+    try:
+        return loop.run_in_executor(executor, work)
+    except BrokenProcessPool:
+        # Its process has just stopped: the call running there replaces it and sends this one
+        # again; with none running, this call finds the future cancelled on its turn.
+        future: asyncio.Future[T] = loop.create_future()
+        future.cancel()
+        return future
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """A future of a replaced process: its failure is expected and not worth a log line."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -1,0 +1,81 @@
+"""Lanes of the CPU pool: the next call waits in its process, timed only from its own turn;
+a kill or a crash touches only its own lane, and calls waiting there still run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from service.cpupool import CpuPool
+
+
+async def test_a_timeout_kills_only_its_own_process() -> None:
+    pool = CpuPool(2)
+    try:
+        good = asyncio.create_task(pool.run_limited(10, time.sleep, 1.5))
+        await asyncio.sleep(0.2)  # the good call has one process, the hanging one gets the other
+        with pytest.raises(TimeoutError):
+            await pool.run_limited(0.5, time.sleep, 60)
+        assert await good is None  # not a BrokenProcessPool from the other kill
+    finally:
+        await pool.close()
+
+
+async def test_a_crash_does_not_fail_the_call_waiting_behind_it() -> None:
+    pool = CpuPool(1)
+    try:
+        crashing = asyncio.create_task(pool.run(_exit_after, 0.3))
+        await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(pool.run_limited(5, pow, 2, 8))
+        with pytest.raises(BrokenProcessPool):
+            await crashing
+        assert await waiting == 256
+    finally:
+        await pool.close()
+
+
+async def test_a_call_cancelled_while_waiting_still_holds_its_turn() -> None:
+    """Its work was already sent to the process and runs there: the call after it is timed
+    from the end of that work, not from the end of the one before."""
+    pool = CpuPool(1)
+    try:
+        first = asyncio.create_task(pool.run_limited(5, time.sleep, 0.8))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(pool.run_limited(5, time.sleep, 0.8))
+        await asyncio.sleep(0.1)
+        second.cancel()  # waiting: its sleep will still run after the first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        third = asyncio.create_task(pool.run_limited(0.6, pow, 3, 3))
+        await first
+        assert await third == 27  # its 0.6 s started after the second's 0.8 s sleep
+    finally:
+        await pool.close()
+
+
+async def test_a_process_that_died_idle_is_replaced() -> None:
+    pool = CpuPool(1)
+    try:
+        pid = await pool.run(os.getpid)
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        outcomes = []
+        for _ in range(2):
+            try:
+                outcomes.append(await pool.run_limited(5, pow, 2, 3))
+            except BrokenProcessPool:
+                outcomes.append("broken")
+        assert outcomes in (["broken", 8], [8, 8])
+        assert await pool.run(os.getpid) != pid
+    finally:
+        await pool.close()
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    os._exit(3)
