@@ -135,3 +135,31 @@ async def test_an_exhausted_job_behind_a_failed_tally_keeps_its_own_error(
         await enqueue_many(conn, "t", ref_ids=[1])
         await wait_until(lambda: queue_empty(conn))
     assert seen == ["The original file is missing from storage."] * 2
+
+
+async def test_one_failing_finalizer_among_successes_rolls_back_only_itself(
+    conn: asyncpg.Connection, dsn: str
+) -> None:
+    """A flush of successes runs its finalizers together in one savepoint; one fails: that
+    savepoint is rolled back and each runs in one of its own. The others' effects and counts
+    are written once, the failing one's not at all, and it succeeds on its retry."""
+    await conn.execute(TALLY_LOG)
+    await conn.execute("CREATE TABLE effects (ref_id bigint, attempt int)")
+
+    async def run(ctx: JobContext) -> Finalizer:
+        async def finalize(conn: Connection) -> Tallies:
+            await conn.execute("INSERT INTO effects VALUES ($1, $2)", ctx.ref_id, ctx.attempt)
+            if ctx.ref_id == 2 and ctx.attempt == 1:
+                await conn.execute("SELECT 1 / 0")
+            return [Tally("row", 1, (1,), log_tally)]
+
+        return finalize
+
+    job_type = JobType("t", run, backoff=lambda attempt: 0.0)
+    async with running_engine(dsn, [job_type], ack_interval_s=2.0, ack_batch=4):
+        await enqueue_many(conn, "t", ref_ids=range(4))
+        await wait_until(lambda: queue_empty(conn))
+    effects = await conn.fetch("SELECT ref_id, attempt FROM effects ORDER BY ref_id")
+    assert [(r["ref_id"], r["attempt"]) for r in effects] == [(0, 1), (1, 1), (2, 2), (3, 1)]
+    counts = await conn.fetch("SELECT counts FROM tally_log ORDER BY n")
+    assert [r["counts"] for r in counts] == [[3], [1]]

@@ -26,7 +26,6 @@ from service.queue.types import (
     JobError,
     JobType,
     Tallies,
-    Tally,
     exponential_backoff,
     retry_pause,
 )
@@ -125,6 +124,28 @@ async def _settle(conn: Connection, outcome: Outcome, timeout_s: float) -> Settl
     return await _exhaust(conn, outcome, outcome.error or "failed", timeout_s)
 
 
+async def _finalize_together(
+    conn: Connection, outcomes: list[Outcome], timeout_s: float
+) -> list[Settled] | None:
+    """The common case, a flush of succeeded jobs: their finalizers in one savepoint rather
+    than one each (two round trips per job fewer). None if any failed: the savepoint is rolled
+    back, and each outcome is settled in a savepoint of its own, so the others still land."""
+    if len(outcomes) < 2 or any(o.error is not None or o.finalizer is None for o in outcomes):
+        return None
+    settled: list[Settled] = []
+    try:
+        async with conn.transaction():
+            for outcome in outcomes:
+                assert outcome.finalizer is not None
+                async with asyncio.timeout(timeout_s):
+                    tallies = await outcome.finalizer(conn)
+                settled.append((Result.COMPLETED, outcome, tallies))
+    except Exception:
+        log.info("a finalizer of a flush of %d failed; settling each alone", len(outcomes))
+        return None
+    return settled
+
+
 def _lock_order(outcome: Outcome) -> tuple[str, int, int]:
     """Finalizers lock domain rows (their certificate, say); running them in one order in
     every process keeps two flushes from waiting on each other's rows in opposite orders."""
@@ -198,15 +219,18 @@ async def _write_guarded(
     ids, tokens = _keys(outcomes)
     async with conn.transaction():
         held = await store.lock_jobs(conn, ids=ids, tokens=tokens, timeout_s=timeout_s)
-        results: list[tuple[Result, Outcome]] = []
-        tallies: list[tuple[int, Tally]] = []
-        for outcome in sorted(outcomes, key=_lock_order):
-            if outcome.job.ctx.lease_token in held:
-                result, settled, added = await _settle(conn, outcome, timeout_s)
-                results.append((result, settled))
-                tallies.extend((outcome.job.ctx.job_id, tally) for tally in added or ())
-            else:
-                results.append((Result.STALE, outcome))
+        ordered = sorted(outcomes, key=_lock_order)
+        live = [o for o in ordered if o.job.ctx.lease_token in held]
+        settled = await _finalize_together(conn, live, timeout_s)
+        if settled is None:
+            settled = [await _settle(conn, outcome, timeout_s) for outcome in live]
+        results = [(Result.STALE, o) for o in ordered if o.job.ctx.lease_token not in held]
+        results += [(result, outcome) for result, outcome, _ in settled]
+        tallies = [
+            (outcome.job.ctx.job_id, tally)
+            for _, outcome, added in settled
+            for tally in added or ()
+        ]
         await write_tallies(conn, tallies, timeout_s)
         await _write_settled(conn, [r for r in results if r[0] is not Result.STALE], timeout_s)
     return results
