@@ -58,6 +58,7 @@ class LeaseKeeper:
             max_size=2,
             command_timeout=self._config.statement_timeout_s,
             init=db.init_connection,
+            reset=db.keep_session,  # claims and heartbeats leave no session state
             server_settings=SESSION,
         )
 
