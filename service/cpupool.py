@@ -98,8 +98,12 @@ class CpuPool:
                     # already on its way to the process, where it will run: its turn plays out
                     # (and is timed) in the background, so the next call's clock starts after it
                     self._orphans.add(turn)
-                    turn.add_done_callback(self._orphans.discard)
+                    turn.add_done_callback(self._orphan_done)
                 raise
+
+    def _orphan_done(self, turn: asyncio.Task[Any]) -> None:
+        self._orphans.discard(turn)
+        _forget(turn)  # nobody awaits it: its timeout or crash is already dealt with
 
     async def close(self) -> None:
         for orphan in list(self._orphans):
@@ -157,5 +161,6 @@ def _submit(executor: ProcessPoolExecutor, work: Callable[[], T]) -> asyncio.Fut
 
 
 def _forget(future: asyncio.Future[Any]) -> None:
-    """A future of a replaced process: its failure is expected and not worth a log line."""
+    """A future nobody will await (a replaced process's, an orphaned turn's): its failure is
+    expected and not worth asyncio's "exception was never retrieved" log line."""
     future.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -58,6 +58,23 @@ async def test_a_call_cancelled_while_waiting_still_holds_its_turn() -> None:
         await pool.close()
 
 
+async def test_a_cancelled_waiting_call_that_hangs_is_still_stopped_at_its_limit() -> None:
+    pool = CpuPool(1)
+    try:
+        first = asyncio.create_task(pool.run_limited(5, time.sleep, 0.3))
+        await asyncio.sleep(0.1)
+        hanging = asyncio.create_task(pool.run_limited(0.5, time.sleep, 60))
+        await asyncio.sleep(0.05)
+        hanging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hanging
+        await first
+        # the hanging work runs after the first and is killed at its 0.5 s, not after 60 s
+        assert await asyncio.wait_for(pool.run_limited(5, pow, 2, 2), 10) == 4
+    finally:
+        await pool.close()
+
+
 async def test_a_process_that_died_idle_is_replaced() -> None:
     pool = CpuPool(1)
     try:
