@@ -44,13 +44,8 @@ async def test_a_call_cancelled_while_waiting_still_holds_its_turn() -> None:
     from the end of that work, not from the end of the one before."""
     pool = CpuPool(1)
     try:
-        first = asyncio.create_task(pool.run_limited(5, time.sleep, 0.8))
-        await asyncio.sleep(0.1)
-        second = asyncio.create_task(pool.run_limited(5, time.sleep, 0.8))
-        await asyncio.sleep(0.1)
-        second.cancel()  # waiting: its sleep will still run after the first
-        with pytest.raises(asyncio.CancelledError):
-            await second
+        # the second's sleep will still run after the first's
+        first = await cancel_one_waiting(pool, first_s=0.8, second_limit_s=5, second_s=0.8)
         third = asyncio.create_task(pool.run_limited(0.6, pow, 3, 3))
         await first
         assert await third == 27  # its 0.6 s started after the second's 0.8 s sleep
@@ -61,13 +56,7 @@ async def test_a_call_cancelled_while_waiting_still_holds_its_turn() -> None:
 async def test_a_cancelled_waiting_call_that_hangs_is_still_stopped_at_its_limit() -> None:
     pool = CpuPool(1)
     try:
-        first = asyncio.create_task(pool.run_limited(5, time.sleep, 0.3))
-        await asyncio.sleep(0.1)
-        hanging = asyncio.create_task(pool.run_limited(0.5, time.sleep, 60))
-        await asyncio.sleep(0.05)
-        hanging.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await hanging
+        first = await cancel_one_waiting(pool, first_s=0.3, second_limit_s=0.5, second_s=60)
         await first
         # the hanging work runs after the first and is killed at its 0.5 s, not after 60 s
         assert await asyncio.wait_for(pool.run_limited(5, pow, 2, 2), 10) == 4
@@ -91,6 +80,21 @@ async def test_a_process_that_died_idle_is_replaced() -> None:
         assert await pool.run(os.getpid) != pid
     finally:
         await pool.close()
+
+
+async def cancel_one_waiting(
+    pool: CpuPool, *, first_s: float, second_limit_s: float, second_s: float
+) -> asyncio.Task[None]:
+    """A first call sleeps ``first_s``; a second, sent behind it, is cancelled while it waits.
+    Returns the first's task."""
+    first = asyncio.create_task(pool.run_limited(5, time.sleep, first_s))
+    await asyncio.sleep(0.1)
+    second = asyncio.create_task(pool.run_limited(second_limit_s, time.sleep, second_s))
+    await asyncio.sleep(0.05)
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    return first
 
 
 def _exit_after(seconds: float) -> None:

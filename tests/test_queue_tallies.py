@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 
 from service.data import Connection
@@ -102,12 +104,7 @@ async def test_a_failing_tally_retries_only_the_jobs_behind_it(
 
         return finalize
 
-    job_type = JobType("t", run, backoff=lambda attempt: 0.0)
-    async with running_engine(dsn, [job_type], ack_interval_s=2.0, ack_batch=4):
-        await enqueue_many(conn, "t", ref_ids=range(4))
-        await wait_until(lambda: queue_empty(conn))
-    effects = await conn.fetch("SELECT ref_id, attempt FROM effects ORDER BY ref_id")
-    assert [(r["ref_id"], r["attempt"]) for r in effects] == [(0, 1), (1, 2), (2, 1), (3, 2)]
+    assert await four_jobs_in_one_flush(conn, dsn, run) == [(0, 1), (1, 2), (2, 1), (3, 2)]
     total = await conn.fetchval("SELECT sum(counts[1]) FROM tally_log")
     assert total == 4
 
@@ -155,11 +152,19 @@ async def test_one_failing_finalizer_among_successes_rolls_back_only_itself(
 
         return finalize
 
+    assert await four_jobs_in_one_flush(conn, dsn, run) == [(0, 1), (1, 1), (2, 2), (3, 1)]
+    counts = await conn.fetch("SELECT counts FROM tally_log ORDER BY n")
+    assert [r["counts"] for r in counts] == [[3], [1]]
+
+
+async def four_jobs_in_one_flush(
+    conn: asyncpg.Connection, dsn: str, run: Callable[[JobContext], Awaitable[Finalizer]]
+) -> list[tuple[int, int]]:
+    """Run four jobs whose outcomes are written in one flush (retries in later ones); the
+    (ref_id, attempt) rows their finalizers left in ``effects``."""
     job_type = JobType("t", run, backoff=lambda attempt: 0.0)
     async with running_engine(dsn, [job_type], ack_interval_s=2.0, ack_batch=4):
         await enqueue_many(conn, "t", ref_ids=range(4))
         await wait_until(lambda: queue_empty(conn))
     effects = await conn.fetch("SELECT ref_id, attempt FROM effects ORDER BY ref_id")
-    assert [(r["ref_id"], r["attempt"]) for r in effects] == [(0, 1), (1, 1), (2, 2), (3, 1)]
-    counts = await conn.fetch("SELECT counts FROM tally_log ORDER BY n")
-    assert [r["counts"] for r in counts] == [[3], [1]]
+    return [(r["ref_id"], r["attempt"]) for r in effects]
