@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from service import db, jobs
 from service.config import Settings
 from service.cpupool import CpuPool
-from service.queue.wiring import run_worker, stop_on_signals
+from service.queue.wiring import Shutdown, run_worker
 from service.resources import cpu_processes, file_store, use_io_threads
 from service.webhooks.ssrf import make_client_session
 
@@ -16,9 +15,9 @@ log = logging.getLogger(__name__)
 
 
 async def run_standalone(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT, then drain in-flight jobs and stop."""
-    stop = asyncio.Event()
-    stop_on_signals(stop)
+    """Run until SIGTERM/SIGINT, then drain in-flight jobs and stop (at once on a second)."""
+    shutdown = Shutdown()
+    shutdown.on_signals()
     use_io_threads(settings.io_threads)
     async with db.database_url(settings.database_url, settings.data_dir) as dsn:
         pool = await db.create_pool(
@@ -39,7 +38,7 @@ async def run_standalone(settings: Settings) -> None:
             async with file_store(settings) as files, http:
                 deps = jobs.Deps(pool=pool, files=files, cpu=cpu, settings=settings, http=http)
                 log.info("worker started: %d jobs in flight at most", settings.workers)
-                await run_worker(settings, dsn, jobs.job_types(deps), stop, pool=pool)
+                await run_worker(settings, dsn, jobs.job_types(deps), shutdown, pool=pool)
         finally:
             await cpu.close()
             await pool.close()

@@ -12,7 +12,7 @@ import os
 import sys
 
 from service.config import Settings
-from service.queue import run_worker, stop_on_signals
+from service.queue import Shutdown, run_worker
 from tests.queue_helpers import recording_type
 
 
@@ -28,10 +28,10 @@ async def main(dsn: str, lease_s: float, delay_s: float, drain_s: float) -> None
         db_pool_max=4,
         migrate_on_start=False,
     )
-    stop = asyncio.Event()
-    stop_on_signals(stop)
+    shutdown = Shutdown()
+    shutdown.on_signals()
     job_type = recording_type("record", delay_s=delay_s, worker=str(os.getpid()))
-    await run_worker(settings, dsn, [job_type], stop)
+    await run_worker(settings, dsn, [job_type], shutdown)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from service import db
 from service.config import Settings
 from service.keys import DSN, POOL, SETTINGS
-from service.queue import ENGINE, JobContext, JobType, enqueue, enqueue_many, run_worker
+from service.queue import (
+    ENGINE,
+    JobContext,
+    JobType,
+    Shutdown,
+    enqueue,
+    enqueue_many,
+    run_worker,
+)
 from service.queue.wiring import workers_ctx
 from tests.queue_helpers import (
     DONE_TABLE,
@@ -78,13 +86,13 @@ async def test_run_worker_until_stopped(
 ) -> None:
     await conn.execute(DONE_TABLE)
     await enqueue_many(conn, "record", ref_ids=range(50))
-    stop = asyncio.Event()
+    shutdown = Shutdown()
     worker_settings = settings.with_overrides(workers=4, poll_interval_s=0.1)
-    worker = asyncio.create_task(run_worker(worker_settings, dsn, [recording_type()], stop))
+    worker = asyncio.create_task(run_worker(worker_settings, dsn, [recording_type()], shutdown))
     try:
         await wait_until(lambda: queue_empty(conn))
     finally:
-        stop.set()
+        shutdown.signalled()
         await asyncio.wait_for(worker, 10)
     await assert_done_exactly_once(conn, range(50))
 

@@ -20,7 +20,7 @@ from service.queue.types import (
     TallyWriter,
     exponential_backoff,
 )
-from service.queue.wiring import ENGINE, run_worker, stop_on_signals, workers_ctx
+from service.queue.wiring import ENGINE, Shutdown, run_worker, workers_ctx
 
 __all__ = [
     "CHANNEL",
@@ -35,6 +35,7 @@ __all__ = [
     "JobType",
     "PermanentFailure",
     "RetryLater",
+    "Shutdown",
     "Tallies",
     "Tally",
     "TallyWriter",
@@ -42,6 +43,5 @@ __all__ = [
     "enqueue_many",
     "exponential_backoff",
     "run_worker",
-    "stop_on_signals",
     "workers_ctx",
 ]

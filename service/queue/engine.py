@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry
@@ -59,6 +60,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
         self._stopping = False
+        self._hurried = asyncio.Event()
         self._reclaim_every_s = min(1.0, config.lease_s / 10)
         self._reclaimed_at = 0.0
         write_lock = asyncio.Lock()  # heartbeats and acks never interleave
@@ -84,6 +86,10 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    def hurry(self) -> None:
+        """Stop waiting for running jobs: a stop under way gives them back at once."""
+        self._hurried.set()
 
     @property
     def in_flight(self) -> int:
@@ -280,7 +286,14 @@ class Engine:
         tasks = [job.task for job in self._held.values() if job.task and not job.task.done()]
         if not tasks:
             return
-        _, late = await asyncio.wait(tasks, timeout=self.config.drain_timeout_s)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        finished: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+        hurried: asyncio.Future[Any] = asyncio.ensure_future(self._hurried.wait())
+        await asyncio.wait(
+            {finished, hurried},
+            timeout=self.config.drain_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        hurried.cancel()
+        for task in tasks:
+            task.cancel()  # the late ones: given back to the queue
+        await finished

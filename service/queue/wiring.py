@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -15,6 +16,8 @@ from service.config import Settings
 from service.keys import DSN, POOL, SETTINGS
 from service.queue.engine import Engine
 from service.queue.types import EngineConfig, JobType
+
+log = logging.getLogger(__name__)
 
 ENGINE = web.AppKey("queue_engine", Engine)
 
@@ -51,16 +54,37 @@ def workers_ctx(
     return queue_workers_ctx
 
 
+class Shutdown:
+    """What signals ask of a process: the first, a graceful stop (running jobs may finish, up
+    to DRAIN_TIMEOUT_S); any later one, a quick stop (running jobs are given back at once)."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.hurried = asyncio.Event()
+
+    def signalled(self) -> None:
+        if not self.requested.is_set():
+            log.info("stopping: running jobs may finish; signal again to stop at once")
+            self.requested.set()
+        elif not self.hurried.is_set():
+            log.warning("stopping at once: running jobs go back to the queue")
+            self.hurried.set()
+
+    def on_signals(self) -> None:
+        """Listen for SIGTERM and SIGINT (call from the running loop)."""
+        _on_signals(self.signalled)
+
+
 async def run_worker(
     settings: Settings,
     dsn: str,
     job_types: PoolJobTypes,
-    stop_event: asyncio.Event,
+    shutdown: Shutdown,
     *,
     pool: asyncpg.Pool | None = None,
     registry: CollectorRegistry | None = None,
 ) -> None:
-    """Run an engine until ``stop_event`` is set, then stop it gracefully.
+    """Run an engine until a shutdown is requested, then stop it (quickly, if hurried).
 
     Without ``pool`` one is created from the settings (and migrations run if configured).
     """
@@ -78,15 +102,38 @@ async def run_worker(
                 await db.migrate(conn)
         types = job_types(pool) if callable(job_types) else job_types
         config = EngineConfig.from_settings(settings)
-        async with Engine(pool, dsn, types, config, registry=registry):
-            await stop_event.wait()
+        engine = Engine(pool, dsn, types, config, registry=registry)
+        hurry = asyncio.create_task(_call_when(shutdown.hurried, engine.hurry))
+        try:
+            async with engine:
+                await shutdown.requested.wait()
+        finally:
+            hurry.cancel()
     finally:
         if own_pool:
             await pool.close()
 
 
-def stop_on_signals(stop_event: asyncio.Event) -> None:
-    """Set ``stop_event`` on SIGTERM or SIGINT (call from the running loop)."""
+async def hurry_on_later_signals(app: web.Application) -> None:
+    """For ``vault-service serve`` (on_shutdown): aiohttp stops on the first SIGINT or SIGTERM,
+    and another during the stop would break off the cleanup with a traceback. Instead, it
+    makes the engine give its running jobs back at once; the rest of the cleanup goes on."""
+    engine = app.get(ENGINE)
+
+    def hurry() -> None:
+        log.warning("stopping at once: running jobs go back to the queue")
+        if engine is not None:
+            engine.hurry()
+
+    _on_signals(hurry)
+
+
+def _on_signals(action: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_event.set)
+        loop.add_signal_handler(signum, action)
+
+
+async def _call_when(event: asyncio.Event, action: Callable[[], None]) -> None:
+    await event.wait()
+    action()
