@@ -7,7 +7,7 @@ from aiohttp_apigami import querystring_schema, response_schema
 
 from service import errors
 from service.api import presenters
-from service.api.common import json_response, load_query, paginated, parse_uuid, principal
+from service.api.common import Page, json_response, load_query, paginated, parse_uuid, principal
 from service.api.routing import secured
 from service.api.schemas import PageQuerySchema
 from service.api.vault_schemas import (
@@ -32,17 +32,17 @@ PAGE_QUERY = PageQuerySchema()
 @response_schema(BatchPageSchema, 200)
 async def list_batches(request: web.Request) -> web.Response:
     query = load_query(request, BATCH_QUERY)
-    page, per_page = query["page"], query["per_page"]
+    page = Page.of(query)
     async with request.app[POOL].acquire() as conn:
         rows, total = await batch_data.list_batches(
             conn,
             institution_id=principal(request).institution_id,
             status=query.get("status"),
-            limit=per_page,
-            offset=(page - 1) * per_page,
+            limit=page.size,
+            offset=page.offset,
         )
     items = [presenters.batch(row) for row in rows]
-    return json_response(paginated(request, items, total=total, page=page, per_page=per_page))
+    return json_response(paginated(request, items, total=total, page=page))
 
 
 async def _batch_status(request: web.Request) -> web.Response:
@@ -83,7 +83,7 @@ async def batch_status(request: web.Request) -> web.Response:
 @response_schema(BatchErrorPageSchema, 200)
 async def batch_errors(request: web.Request) -> web.Response:
     query = load_query(request, PAGE_QUERY)
-    page, per_page = query["page"], query["per_page"]
+    page = Page.of(query)
     batch_uuid = parse_uuid(request.match_info["batch_id"])
     async with request.app[POOL].acquire() as conn:
         batch = await batch_data.find_batch(
@@ -92,7 +92,7 @@ async def batch_errors(request: web.Request) -> web.Response:
         if batch is None:
             raise errors.NotFound(request.match_info["batch_id"])
         rows, total = await certificate_data.failed_in_batch(
-            conn, batch_id=batch["id"], limit=per_page, offset=(page - 1) * per_page
+            conn, batch_id=batch["id"], limit=page.size, offset=page.offset
         )
     items = [
         {
@@ -102,4 +102,4 @@ async def batch_errors(request: web.Request) -> web.Response:
         }
         for row in rows
     ]
-    return json_response(paginated(request, items, total=total, page=page, per_page=per_page))
+    return json_response(paginated(request, items, total=total, page=page))

@@ -8,6 +8,7 @@ from aiohttp_apigami import docs, querystring_schema, request_schema, response_s
 from service import bulk, errors, idempotency, singles
 from service.api import presenters
 from service.api.common import (
+    Page,
     json_response,
     load_query,
     paginated,
@@ -105,7 +106,7 @@ async def create_bulk(request: web.Request) -> web.Response:
 @response_schema(CertificatePageSchema, 200)
 async def list_certificates(request: web.Request) -> web.Response:
     query = load_query(request, CERTIFICATE_QUERY)
-    page, per_page = query["page"], query["per_page"]
+    page = Page.of(query)
     filters = certificate_data.ListFilter(
         institution_id=principal(request).institution_id,
         search=query.get("search") or None,
@@ -116,13 +117,13 @@ async def list_certificates(request: web.Request) -> web.Response:
     listed = await certificate_page(
         request.app[POOL],
         filters,
-        page=page,
-        per_page=per_page,
+        page=page.number,
+        per_page=page.size,
         window=request.app[SETTINGS].search_window,
         second_connections=request.app[SECOND_CONNECTIONS],
     )
     items = [presenters.certificate_summary(row) for row in listed.rows]
-    body = paginated(request, items, total=listed.total, page=page, per_page=per_page)
+    body = paginated(request, items, total=listed.total, page=page)
     response = json_response(body)
     if listed.truncated:
         response.headers[SEARCH_TRUNCATED_HEADER] = "true"

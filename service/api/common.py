@@ -9,6 +9,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -167,10 +168,27 @@ def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
     return load(schema, query)
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The page a list request asks for (``page``, ``per_page``), and its rows' SQL window."""
+
+    number: int
+    size: int
+
+    @classmethod
+    def of(cls, query: Mapping[str, Any]) -> Page:
+        return cls(number=query["page"], size=query["per_page"])
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+
 def paginated(
-    request: web.Request, items: Sequence[object], *, total: int, page: int, per_page: int
+    request: web.Request, items: Sequence[object], *, total: int, page: Page
 ) -> dict[str, Any]:
     """Laravel's length-aware paginator: data, links and meta."""
+    per_page = page.size
     last_page = max(1, math.ceil(total / per_page))
     # links name the public address (PUBLIC_BASE_URL), not whatever reached the process
     public = URL(request.app[SETTINGS].base_url)
@@ -185,17 +203,18 @@ def paginated(
     def page_url(number: int) -> str:
         return str(own.update_query(page=number))
 
-    first = (page - 1) * per_page + 1 if items else None
+    number = page.number
+    first = page.offset + 1 if items else None
     return {
         "data": list(items),
         "links": {
             "first": page_url(1),
             "last": page_url(last_page),
-            "prev": page_url(page - 1) if page > 1 else None,
-            "next": page_url(page + 1) if page < last_page else None,
+            "prev": page_url(number - 1) if number > 1 else None,
+            "next": page_url(number + 1) if number < last_page else None,
         },
         "meta": {
-            "current_page": page,
+            "current_page": number,
             "from": first,
             "last_page": last_page,
             "path": path,

@@ -10,6 +10,7 @@ from aiohttp_apigami import querystring_schema, request_schema, response_schema
 
 from service import errors
 from service.api.common import (
+    Page,
     format_timestamp,
     json_response,
     load_query,
@@ -182,16 +183,16 @@ async def create_webhook(request: web.Request) -> web.Response:
 @response_schema(WebhookPageSchema, 200)
 async def list_webhooks(request: web.Request) -> web.Response:
     query = load_query(request, PAGE_QUERY)
-    page, per_page = query["page"], query["per_page"]
+    page = Page.of(query)
     async with request.app[POOL].acquire() as conn:
         rows, total = await webhook_data.list_endpoints(
             conn,
             institution_id=principal(request).institution_id,
-            limit=per_page,
-            offset=(page - 1) * per_page,
+            limit=page.size,
+            offset=page.offset,
         )
     items = [present(row) for row in rows]
-    return json_response(paginated(request, items, total=total, page=page, per_page=per_page))
+    return json_response(paginated(request, items, total=total, page=page))
 
 
 @routes.get("/business/webhooks/{webhook_id}")
@@ -234,14 +235,14 @@ async def delete_webhook(request: web.Request) -> web.Response:
 @response_schema(WebhookAttemptPageSchema, 200)
 async def list_deliveries(request: web.Request) -> web.Response:
     query = load_query(request, PAGE_QUERY)
-    page, per_page = query["page"], query["per_page"]
+    page = Page.of(query)
     async with request.app[POOL].acquire() as conn:
         endpoint = await _endpoint(request, conn)
         rows, total = await webhook_data.list_attempts(
-            conn, endpoint_id=endpoint["id"], limit=per_page, offset=(page - 1) * per_page
+            conn, endpoint_id=endpoint["id"], limit=page.size, offset=page.offset
         )
     items = [present_attempt(row) for row in rows]
-    return json_response(paginated(request, items, total=total, page=page, per_page=per_page))
+    return json_response(paginated(request, items, total=total, page=page))
 
 
 @routes.post("/business/webhooks/{webhook_id}/test")
