@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from service import errors
 from service.auth import Principal
 from service.config import Network
 from service.keys import SETTINGS
+from service.timestamps import api_timestamp
 from service.validation import load
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -29,14 +30,9 @@ LARGE_BODY_BYTES = 256 * 1024
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
-def format_timestamp(value: datetime) -> str:
-    """ISO-8601 UTC with microseconds, as the contract writes them."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _default(value: object) -> Any:
     if isinstance(value, datetime):
-        return format_timestamp(value)
+        return api_timestamp(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

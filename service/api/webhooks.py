@@ -11,7 +11,6 @@ from aiohttp_apigami import querystring_schema, request_schema, response_schema
 from service import errors
 from service.api.common import (
     Page,
-    format_timestamp,
     json_response,
     load_query,
     paginated,
@@ -36,6 +35,7 @@ from service.data import Connection
 from service.data import webhooks as webhook_data
 from service.jobs import wake_workers
 from service.keys import POOL, SETTINGS
+from service.timestamps import api_timestamp
 from service.validation import load
 from service.webhooks import events, signing, ssrf
 
@@ -125,7 +125,7 @@ def present_attempt(row: Row) -> dict[str, Any]:
         "duration_ms": row["duration_ms"],
         "error": row["error"],
         "response_excerpt": row["response_excerpt"] or "",
-        "next_retry_at": format_timestamp(next_retry) if next_retry else None,
+        "next_retry_at": api_timestamp(next_retry) if next_retry else None,
         "delivery_status": row["delivery_status"],
         "created_at": row["created_at"],
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -17,6 +17,7 @@ import asyncpg
 from service.data import Connection
 from service.data import webhooks as webhook_data
 from service.queue import store as queue_store
+from service.timestamps import api_timestamp, second_timestamp
 
 Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
 
@@ -34,14 +35,9 @@ FAN_OUT = "webhook.fan_out"
 FAN_OUT_CHUNK = 1000
 
 
-def timestamp(value: datetime) -> str:
-    """The payload's ``timestamp``: ISO-8601 UTC to the second, e.g. ``2026-06-04T10:30:00Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def api_timestamp(value: datetime | None) -> str | None:
-    """Timestamps inside ``data``: as the API writes them (microseconds, Z)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+def data_timestamp(value: datetime | None) -> str | None:
+    """Timestamps inside ``data``: as the API writes them."""
+    return api_timestamp(value) if value else None
 
 
 def body(*, event: str, delivery_uuid: uuid.UUID, created_at: datetime, data: Any) -> bytes:
@@ -49,7 +45,7 @@ def body(*, event: str, delivery_uuid: uuid.UUID, created_at: datetime, data: An
     payload = {
         "event": event,
         "webhook_id": str(delivery_uuid),
-        "timestamp": timestamp(created_at),
+        "timestamp": second_timestamp(created_at),
         "data": data,
     }
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -104,8 +100,8 @@ def batch_completed_data(batch: Row) -> dict[str, Any]:
         "total_certificates": batch["total_certificates"],
         "processed_certificates": batch["processed_certificates"],
         "failed_certificates": batch["failed_certificates"],
-        "completion_date": api_timestamp(batch["completion_date"]),
-        "created_at": api_timestamp(batch["created_at"]),
+        "completion_date": data_timestamp(batch["completion_date"]),
+        "created_at": data_timestamp(batch["created_at"]),
     }
 
 

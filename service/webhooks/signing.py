@@ -14,6 +14,8 @@ import re
 import secrets
 from datetime import UTC, datetime
 
+from service.timestamps import second_timestamp
+
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 USER_AGENT = "vault-service-webhooks/1"
@@ -61,7 +63,7 @@ def sign_headers(
         "User-Agent": USER_AGENT,
         "X-Webhook-Event": event,
         "X-Webhook-ID": delivery_id,
-        "X-Webhook-Timestamp": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "X-Webhook-Timestamp": second_timestamp(utc),
         "X-Webhook-Signature": body_signature(secret, body),
         "webhook-id": delivery_id,
         "webhook-timestamp": str(unix_s),
