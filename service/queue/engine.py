@@ -21,11 +21,12 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from service.queue import store
-from service.queue.acks import AckBuffer, Claimed, Outcome, Result, describe, failed
+from service.queue.acks import AckBuffer
 from service.queue.leases import LeaseKeeper
 from service.queue.listener import Listener
 from service.queue.maintenance import Maintenance
 from service.queue.metrics import EngineMetrics
+from service.queue.outcomes import Claimed, Outcome, Result, describe, failed
 from service.queue.types import (
     EngineConfig,
     JobContext,

@@ -20,7 +20,7 @@ from asyncpg.pool import PoolAcquireContext
 
 from service import db
 from service.queue import store
-from service.queue.acks import Claimed
+from service.queue.outcomes import Claimed
 from service.queue.types import EngineConfig, retry_pause
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,71 @@
+"""What became of a claimed job: its outcome (a finalizer to run, or an error and whether to
+retry) and what writing it did (completed, retried, exhausted, or refused as stale)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+from service.queue.types import (
+    Finalizer,
+    JobContext,
+    JobError,
+    JobType,
+    Tallies,
+    exponential_backoff,
+)
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(slots=True, eq=False)
+class Claimed:
+    """A job this process holds: running, or finished and waiting for its ack."""
+
+    ctx: JobContext
+    job_type: JobType
+    deadline: float = 0.0  # time.monotonic() past which the job is cancelled
+    task: asyncio.Task[None] | None = None
+    timed_out: bool = False
+    lost: bool = False  # the lease went to another worker
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    job: Claimed
+    finalizer: Finalizer | None = None
+    error: str | None = None  # None: succeeded
+    retry_in_s: float | None = None  # with an error: None means no attempt left
+    attempts: int | None = None  # requeue with this attempt count
+
+
+class Result(enum.Enum):
+    # values name the per-kind counters in metrics.KindMetrics
+    COMPLETED = "completed"
+    RETRIED = "retried"
+    EXHAUSTED = "exhausted"
+    STALE = "stale_acks"
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, JobError) and str(exc):
+        return str(exc)[:MAX_ERROR_CHARS]
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+def failed(
+    job: Claimed, error: str, *, retry_in_s: float | None = None, permanent: bool = False
+) -> Outcome:
+    """A failed attempt: another one after a backoff, or none if permanent or out of attempts."""
+    ctx = job.ctx
+    error = error[:MAX_ERROR_CHARS]
+    if permanent or ctx.attempt >= ctx.max_attempts:
+        return Outcome(job, error=error)
+    if retry_in_s is None:
+        retry_in_s = (job.job_type.backoff or exponential_backoff)(ctx.attempt)
+    return Outcome(job, error=error, retry_in_s=retry_in_s)
+
+
+Settled = tuple[Result, Outcome, Tallies]
