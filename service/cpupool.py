@@ -41,6 +41,7 @@ class _Lane:
     def __init__(self) -> None:
         self.executor = _open()
         self.calls: list[_Call] = []
+        self.closed = False
 
     def send(self, work: Callable[[], Any]) -> _Call:
         previous = self.calls[-1].done if self.calls else None
@@ -49,17 +50,24 @@ class _Lane:
         return call
 
     def replace(self, *, kill: bool) -> None:
-        """A new process; the calls that had not started are sent to it, in their order."""
-        old, self.executor = self.executor, _open()
+        """A new process; the calls that had not started are sent to it, in their order.
+        Once the pool is closed, only the old one is stopped."""
+        old = self.executor
         if kill:
-            # no public API stops a running task; the process is the executor's own
-            for process in list(getattr(old, "_processes", {}).values()):
-                process.kill()
+            _kill(old)
         old.shutdown(wait=False, cancel_futures=True)
         for call in self.calls:
             _forget(call.future)
+        if self.closed:
+            return
+        self.executor = _open()
+        for call in self.calls:
             if not call.started:
                 call.future = _submit(self.executor, call.work)
+
+    def close(self) -> None:
+        self.closed = True
+        _kill(self.executor)  # what still runs here is an abandoned call's: no one waits for it
 
 
 class CpuPool:
@@ -84,30 +92,43 @@ class CpuPool:
         return await self._run(timeout_s, partial(fn, *args, **kwargs))
 
     async def _run(self, timeout_s: float | None, work: Callable[[], T]) -> T:
-        async with self._free:
-            lane = min(self._lanes, key=lambda lane: len(lane.calls))
-            call = lane.send(work)
-            turn = asyncio.ensure_future(_take_turn(lane, call, timeout_s))
-            try:
-                result: T = await asyncio.shield(turn)
-                return result
-            except asyncio.CancelledError:
-                if call.started:
-                    turn.cancel()  # its process is killed
-                else:
-                    # already on its way to the process, where it will run: its turn plays out
-                    # (and is timed) in the background, so the next call's clock starts after it
-                    self._orphans.add(turn)
-                    turn.add_done_callback(self._orphan_done)
+        await self._free.acquire()
+        lane = min(self._lanes, key=lambda lane: len(lane.calls))
+        call = lane.send(work)
+        turn = asyncio.ensure_future(_take_turn(lane, call, timeout_s))
+        try:
+            result: T = await asyncio.shield(turn)
+        except asyncio.CancelledError:
+            if not call.started and not turn.done():
+                # Already on its way to the process, where it will run: its turn plays out
+                # (and is timed) in the background, so the next call's clock starts after it.
+                # It keeps its place in the lane (and its input in memory) until then.
+                self._orphans.add(turn)
+                turn.add_done_callback(self._orphan_done)
                 raise
+            turn.cancel()  # running: its process is killed
+            _forget(turn)
+            self._free.release()
+            raise
+        except BaseException:
+            self._free.release()
+            raise
+        self._free.release()
+        return result
 
     def _orphan_done(self, turn: asyncio.Task[Any]) -> None:
         self._orphans.discard(turn)
+        self._free.release()
         _forget(turn)  # nobody awaits it: its timeout or crash is already dealt with
 
     async def close(self) -> None:
-        for orphan in list(self._orphans):
+        """Stop the processes: nothing waits here for work whose caller has gone."""
+        for lane in self._lanes:
+            lane.close()
+        orphans = list(self._orphans)
+        for orphan in orphans:
             orphan.cancel()
+        await asyncio.gather(*orphans, return_exceptions=True)
         for lane in self._lanes:
             await asyncio.to_thread(lane.executor.shutdown, wait=True, cancel_futures=True)
 
@@ -116,14 +137,15 @@ async def _take_turn(lane: _Lane, call: _Call, timeout_s: float | None) -> Any:
     try:
         if call.previous is not None:
             await asyncio.wait({call.previous})
+        if call.future.cancelled() and not lane.closed:
+            lane.replace(kill=False)  # never sent, its process had stopped idle: send it again
         call.started = True
         done, _ = await asyncio.wait({call.future}, timeout=timeout_s)
         if not done:
             lane.replace(kill=True)
             raise TimeoutError
-        if call.future.cancelled():  # never sent: the process had stopped while idle
-            lane.replace(kill=False)
-            raise BrokenProcessPool("The process had stopped; it was replaced.")
+        if call.future.cancelled():  # the pool was closed before it was sent
+            raise BrokenProcessPool("The process pool is closed.")
         try:
             return call.future.result()
         except BrokenProcessPool:
@@ -146,6 +168,12 @@ def _open() -> ProcessPoolExecutor:
     # forkserver: the workers inherit none of this process's threads, event loop or sockets.
     context = multiprocessing.get_context("forkserver")
     return ProcessPoolExecutor(max_workers=1, mp_context=context)
+
+
+def _kill(executor: ProcessPoolExecutor) -> None:
+    # no public API stops a running task; the processes are the executor's own
+    for process in list(getattr(executor, "_processes", {}).values()):
+        process.kill()
 
 
 def _submit(executor: ProcessPoolExecutor, work: Callable[[], T]) -> asyncio.Future[T]:

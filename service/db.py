@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -55,7 +56,13 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 async def migrate(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply pending migrations in order, each in its own transaction; return the new versions."""
     applied_now: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    except BaseException:
+        # cut off (a command timeout) just as it was granted: leave no lock on the connection
+        with contextlib.suppress(Exception):
+            await conn.execute("SELECT pg_advisory_unlock_all()")
+        raise
     try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -95,13 +102,13 @@ async def init_connection(conn: Connection) -> None:
 
 
 async def keep_session(conn: Connection) -> None:
-    """Pool release, after asyncpg rolled back any open transaction and dropped listeners.
+    """Pool release, after asyncpg rolled back any open transaction.
 
     asyncpg's default reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one more
     round trip per checkout, for session state this service never leaves on a pooled
-    connection: locks are transaction-scoped (the migration lock is released in a ``finally``),
-    LISTEN runs on a connection of its own, no session variable is ever SET, cursors live
-    inside transactions.
+    connection: locks are transaction-scoped (the migration lock is released in a ``finally``,
+    or at once if taking it was cut off), LISTEN runs on a connection of its own, no session
+    variable is ever SET, no cursor or temporary table outlives its transaction.
     """
 
 

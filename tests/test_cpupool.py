@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +65,43 @@ async def test_a_cancelled_waiting_call_that_hangs_is_still_stopped_at_its_limit
         await pool.close()
 
 
+async def test_calls_cancelled_while_lanes_are_full_are_never_sent(tmp_path: Path) -> None:
+    """A cancelled waiting call keeps its place (its work runs); calls beyond the lanes'
+    depth wait for a place, and cancelled there, they are never sent to a process."""
+    pool = CpuPool(1)
+    try:
+        first = await cancel_one_waiting(pool, first_s=0.5, second_limit_s=5, second_s=0.1)
+        marks = [tmp_path / f"mark-{n}" for n in range(3)]
+        later = [asyncio.create_task(pool.run(Path.touch, mark)) for mark in marks]
+        await asyncio.sleep(0.1)
+        for task in later:
+            task.cancel()
+        await asyncio.gather(*later, return_exceptions=True)
+        await first
+        assert await pool.run_limited(5, pow, 2, 4) == 16  # after the cancelled second's work
+        assert not [mark for mark in marks if mark.exists()]
+    finally:
+        await pool.close()
+
+
+async def test_close_stops_abandoned_work_without_waiting_for_it() -> None:
+    pool = CpuPool(1)
+    running = asyncio.create_task(pool.run_limited(30, time.sleep, 0.3))
+    await asyncio.sleep(0.1)
+    abandoned = asyncio.create_task(pool.run_limited(30, time.sleep, 60))
+    await asyncio.sleep(0.05)
+    abandoned.cancel()  # waiting behind the first: its 60 s sleep will run after it
+    await asyncio.gather(abandoned, return_exceptions=True)
+    await running
+    pid = _pid_of_the_sleeper(pool)
+    await asyncio.wait_for(pool.close(), 15)
+    for _ in range(50):  # a killed process takes a moment to go
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.1)
+    assert not _alive(pid)
+
+
 async def test_a_process_that_died_idle_is_replaced() -> None:
     pool = CpuPool(1)
     try:
@@ -100,3 +138,18 @@ async def cancel_one_waiting(
 def _exit_after(seconds: float) -> None:
     time.sleep(seconds)
     os._exit(3)
+
+
+def _pid_of_the_sleeper(pool: CpuPool) -> int:
+    """The pid of the pool's one process, now running the abandoned sleep."""
+    processes: dict[int, object] = getattr(pool._lanes[0].executor, "_processes", {})
+    return next(iter(processes))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a killed child of the forkserver can stay a zombie until it is reaped
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
