@@ -22,6 +22,7 @@ from service.data import Connection
 from service.data import batches as batch_data
 from service.data import certificates as certificate_data
 from service.data import emails as email_data
+from service.data import recipients as recipient_data
 from service.files.base import FileMissing, StorageError
 from service.jobs import Deps, enqueue_email
 from service.mail.compose import ascii_domain, certificate_message_id
@@ -131,7 +132,7 @@ async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
         artifacts = await render(deps, certificate, original)
     generated = await store(deps, str(certificate["uuid"]), artifacts)
     async with deps.pool.acquire() as conn:
-        recipient_id = await certificate_data.find_recipient(
+        recipient_id = await recipient_data.find_recipient(
             conn, email=certificate["applicant_email"]
         )
     message_id = certificate_message_id(

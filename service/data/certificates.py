@@ -289,13 +289,6 @@ async def insert_certificate(
     return row
 
 
-async def find_recipient(conn: Connection, *, email: str) -> int | None:
-    recipient_id: int | None = await conn.fetchval(
-        "SELECT id FROM recipients WHERE lower(email) = lower($1)", email
-    )
-    return recipient_id
-
-
 async def revoke(conn: Connection, *, key: str, reason: str | None) -> asyncpg.Record | None:
     """``generated`` → ``revoked``; its email, if not sent yet, is cancelled with it."""
     row: asyncpg.Record | None = await conn.fetchrow(

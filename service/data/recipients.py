@@ -22,3 +22,11 @@ async def list_recipients(conn: Connection) -> list[asyncpg.Record]:
     return list(
         await conn.fetch("SELECT id, uuid, email, name, created_at FROM recipients ORDER BY id")
     )
+
+
+async def find_recipient(conn: Connection, *, email: str) -> int | None:
+    """The known recipient account with this email (case-insensitive), if any."""
+    recipient_id: int | None = await conn.fetchval(
+        "SELECT id FROM recipients WHERE lower(email) = lower($1)", email
+    )
+    return recipient_id
