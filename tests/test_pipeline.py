@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pikepdf
 import pytest
+import zxingcpp
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
@@ -20,6 +21,7 @@ from service.app import create_app
 from service.config import Settings
 from tests.conftest import TokenFactory, bearer
 from tests.samples import make_jpeg, make_pdf, make_png
+from tests.test_artifacts import rasterize_qr_svg
 from tests.vault_helpers import BULK_URL, entry, upload, wait_for_batch
 
 
@@ -77,6 +79,9 @@ async def test_a_bulk_batch_ends_generated_with_every_artifact(
             svg = await vault.get(URL(path).path)
             assert svg.status == 200 and svg.content_type == "image/svg+xml"
             assert (await svg.read()).lstrip().startswith(b"<?xml")
+        qr_svg = await (await vault.get(URL(data["qrcode_path"]).path)).read()
+        decoded = zxingcpp.read_barcodes(rasterize_qr_svg(qr_svg))
+        assert [result.text for result in decoded] == [data["verification_url"]]
         pdf = await vault.get(
             f"/business/certificate-vault/{item['uuid']}/download", headers=bearer(token)
         )
