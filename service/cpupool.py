@@ -68,6 +68,8 @@ class _Lane:
     def close(self) -> None:
         self.closed = True
         _kill(self.executor)  # what still runs here is an abandoned call's: no one waits for it
+        for call in self.calls:
+            _forget(call.future)
 
 
 class CpuPool:
@@ -80,6 +82,7 @@ class CpuPool:
         # more per process than the lanes hold, so the next input is read while lanes are full.
         self.slots = asyncio.Semaphore(processes * (DEPTH + 1))
         self._orphans: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(None, partial(fn, *args, **kwargs))
@@ -93,8 +96,14 @@ class CpuPool:
 
     async def _run(self, timeout_s: float | None, work: Callable[[], T]) -> T:
         await self._free.acquire()
-        lane = min(self._lanes, key=lambda lane: len(lane.calls))
-        call = lane.send(work)
+        try:
+            if self._closed:
+                raise BrokenProcessPool("The process pool is closed.")
+            lane = min(self._lanes, key=lambda lane: len(lane.calls))
+            call = lane.send(work)
+        except BaseException:
+            self._free.release()
+            raise
         turn = asyncio.ensure_future(_take_turn(lane, call, timeout_s))
         try:
             result: T = await asyncio.shield(turn)
@@ -123,6 +132,7 @@ class CpuPool:
 
     async def close(self) -> None:
         """Stop the processes: nothing waits here for work whose caller has gone."""
+        self._closed = True
         for lane in self._lanes:
             lane.close()
         orphans = list(self._orphans)
@@ -137,8 +147,10 @@ async def _take_turn(lane: _Lane, call: _Call, timeout_s: float | None) -> Any:
     try:
         if call.previous is not None:
             await asyncio.wait({call.previous})
-        if call.future.cancelled() and not lane.closed:
-            lane.replace(kill=False)  # never sent, its process had stopped idle: send it again
+        if _process_stopped(call.future) and not lane.closed:
+            # Its process stopped before this call's turn: idle, or (rarely) on this very work,
+            # begun early. Sent again once; a second stop is this call's own failure.
+            lane.replace(kill=False)
         call.started = True
         done, _ = await asyncio.wait({call.future}, timeout=timeout_s)
         if not done:
@@ -154,6 +166,7 @@ async def _take_turn(lane: _Lane, call: _Call, timeout_s: float | None) -> Any:
     except asyncio.CancelledError:
         if call.started:
             lane.replace(kill=True)
+        _forget(call.future)
         raise
     finally:
         lane.calls.remove(call)
@@ -168,6 +181,13 @@ def _open() -> ProcessPoolExecutor:
     # forkserver: the workers inherit none of this process's threads, event loop or sockets.
     context = multiprocessing.get_context("forkserver")
     return ProcessPoolExecutor(max_workers=1, mp_context=context)
+
+
+def _process_stopped(future: asyncio.Future[Any]) -> bool:
+    """Failed before its turn: never sent (cancelled), or its process is gone."""
+    if not future.done():
+        return False
+    return future.cancelled() or isinstance(future.exception(), BrokenProcessPool)
 
 
 def _kill(executor: ProcessPoolExecutor) -> None:

@@ -102,12 +102,22 @@ async def test_close_stops_abandoned_work_without_waiting_for_it() -> None:
     assert not _alive(pid)
 
 
+async def test_calls_after_close_are_refused_and_never_hang() -> None:
+    pool = CpuPool(1)
+    assert await pool.run(pow, 2, 2) == 4
+    await pool.close()
+    for _ in range(4):  # more than the lanes' places: none is kept by a refused call
+        with pytest.raises(BrokenProcessPool):
+            await asyncio.wait_for(pool.run(pow, 2, 2), 5)
+
+
 async def test_a_process_that_died_idle_is_replaced() -> None:
     pool = CpuPool(1)
     try:
         pid = await pool.run(os.getpid)
         os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.3)
+        # a call made before the pool has noticed may still fail (one attempt); then no more
         outcomes = []
         for _ in range(2):
             try:
