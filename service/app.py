@@ -26,7 +26,7 @@ from service.api.common import LARGE_PARSE
 from service.api.middleware import auth_middleware, request_middleware, stamp_request_id
 from service.auth import TokenToucher
 from service.config import Settings
-from service.keys import DSN, POOL, SECOND_CONNECTIONS, SETTINGS, TOKEN_TOUCHER
+from service.keys import DSN, IN_FLIGHT, POOL, SECOND_CONNECTIONS, SETTINGS, TOKEN_TOUCHER
 from service.maintenance import maintenance_ctx
 from service.queue.wiring import workers_ctx
 from service.resources import CPU, FILES, cpu_ctx, files_ctx, io_threads_ctx
@@ -103,6 +103,7 @@ def create_app(
     app[SETTINGS] = settings
     app.on_response_prepare.append(stamp_request_id)
     app[LARGE_PARSE] = asyncio.Semaphore(1)
+    app[IN_FLIGHT] = set()
     app[metrics.METRICS] = registry = CollectorRegistry()
     app.cleanup_ctx.extend(
         [

@@ -19,7 +19,7 @@ from service.data import Connection
 from service.data import certificates as certificate_data
 from service.data import institutions as institution_data
 from service.data import recipients as recipient_data
-from service.queue.wiring import hurry_on_later_signals
+from service.stopping import stop_gracefully_then_at_once
 from service.webhooks import events
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -189,7 +189,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers is not None:
         settings = settings.with_overrides(workers=args.workers)
     app = create_app(settings, extra_contexts=[demo.demo_ctx] if args.demo else [])
-    app.on_shutdown.append(hurry_on_later_signals)
+    app.on_shutdown.append(stop_gracefully_then_at_once)
     web.run_app(
         app,
         host=settings.host,

@@ -17,3 +17,5 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 SECOND_CONNECTIONS = web.AppKey("second_connections", asyncio.Semaphore)
 DSN = web.AppKey("dsn", str)
 TOKEN_TOUCHER = web.AppKey("token_toucher", TokenToucher)
+# The tasks serving requests right now: a second stop signal cuts them short (``serve``).
+IN_FLIGHT = web.AppKey("in_flight", set[asyncio.Task[object]])

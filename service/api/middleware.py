@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 
 import asyncpg
 from aiohttp import web
@@ -15,7 +17,7 @@ from aiohttp.web_urldispatcher import MatchInfoError
 
 from service import auth, errors, ratelimit
 from service.api.common import PRINCIPAL, REQUEST_ID, client_address, json_response
-from service.keys import POOL, SETTINGS, TOKEN_TOUCHER
+from service.keys import IN_FLIGHT, POOL, SETTINGS, TOKEN_TOUCHER
 
 log = logging.getLogger("service.http")
 access_log = logging.getLogger("service.access")
@@ -93,13 +95,25 @@ async def _handle(request: web.Request, handler: Handler, request_id: str) -> we
         return error_response(errors.InternalError(), request_id)
 
 
+@contextlib.contextmanager
+def _in_flight(request: web.Request) -> Iterator[None]:
+    tasks, task = request.app[IN_FLIGHT], asyncio.current_task()
+    if task is not None:
+        tasks.add(task)
+    try:
+        yield
+    finally:
+        tasks.discard(task)
+
+
 @web.middleware
 async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: gives every request an id, maps every error to JSON, logs one line."""
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
-    response = await _handle(request, handler, request_id)
+    with _in_flight(request):
+        response = await _handle(request, handler, request_id)
     principal = request.get(PRINCIPAL)
     access_log.info(
         "%s %s %s",

@@ -61,6 +61,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
         self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
         self._hurried = asyncio.Event()
         self._reclaim_every_s = min(1.0, config.lease_s / 10)
         self._reclaimed_at = 0.0
@@ -120,9 +121,20 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish (up to the drain timeout), write their
-        outcomes, give the unfinished ones back to the queue; heartbeats stop last."""
-        if self._stopping or not self._tasks:
+        outcomes, give the unfinished ones back to the queue; heartbeats stop last. Every
+        caller waits for the same stop, however many there are."""
+        if not self._tasks:
             return
+        self.begin_stop()
+        assert self._stopped is not None
+        await asyncio.shield(self._stopped)
+
+    def begin_stop(self) -> None:
+        """Start the stop (claims end now) without waiting for it."""
+        if self._stopped is None and self._tasks:
+            self._stopped = asyncio.ensure_future(self._stop())
+
+    async def _stop(self) -> None:
         self._stopping = True
         self._wake.set()
         self._capacity.set()

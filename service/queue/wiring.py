@@ -72,7 +72,7 @@ class Shutdown:
 
     def on_signals(self) -> None:
         """Listen for SIGTERM and SIGINT (call from the running loop)."""
-        _on_signals(self.signalled)
+        on_signals(self.signalled)
 
 
 async def run_worker(
@@ -114,21 +114,8 @@ async def run_worker(
             await pool.close()
 
 
-async def hurry_on_later_signals(app: web.Application) -> None:
-    """For ``vault-service serve`` (on_shutdown): aiohttp stops on the first SIGINT or SIGTERM,
-    and another during the stop would break off the cleanup with a traceback. Instead, it
-    makes the engine give its running jobs back at once; the rest of the cleanup goes on."""
-    engine = app.get(ENGINE)
-
-    def hurry() -> None:
-        log.warning("stopping at once: running jobs go back to the queue")
-        if engine is not None:
-            engine.hurry()
-
-    _on_signals(hurry)
-
-
-def _on_signals(action: Callable[[], None]) -> None:
+def on_signals(action: Callable[[], None]) -> None:
+    """Call ``action`` on SIGTERM and SIGINT (from the running loop)."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, action)
