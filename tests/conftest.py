@@ -23,7 +23,7 @@ from service.config import Settings
 from service.data import institutions as institution_data
 
 if TYPE_CHECKING:
-    from tests.drill_helpers import PrivatePostgres
+    from tests.drill_helpers import PrivatePostgres, Processes
 
 TokenFactory = Callable[..., Awaitable[str]]
 
@@ -152,3 +152,13 @@ def private_pg() -> Iterator[PrivatePostgres]:
     finally:
         server.cleanup()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """``python -m service ...`` processes of a test, killed at its end; logs in tmp_path."""
+    from tests.drill_helpers import Processes  # (it imports this module)
+
+    started = Processes(tmp_path)
+    yield started
+    started.kill_all()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -45,13 +45,6 @@ from tests.vault_helpers import UPLOAD_URL
 pytestmark = pytest.mark.slow
 
 CERTIFICATES = 3
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    yield started
-    started.kill_all()
 
 
 # --- 1. SIGKILL at each stage, then a new worker -------------------------------------------

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -35,13 +35,6 @@ from tests.vault_helpers import UPLOAD_URL
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    yield started
-    started.kill_all()
 
 
 async def test_a_second_signal_stops_a_worker_at_once(conn: asyncpg.Connection, dsn: str) -> None:
