@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
 import asyncpg
@@ -35,13 +35,27 @@ from service.queue.types import (
 log = logging.getLogger(__name__)
 
 
+@contextlib.asynccontextmanager
+async def _savepoint(conn: Connection) -> AsyncIterator[None]:
+    """Finalizers' savepoint, rolled back whatever failed. asyncpg's nested transaction does
+    not roll back when its RELEASE fails (a finalizer that swallowed a database error): the
+    flush's transaction would stay aborted, and the flush be retried for ever."""
+    await conn.execute("SAVEPOINT settle")
+    try:
+        yield
+        await conn.execute("RELEASE SAVEPOINT settle")
+    except BaseException:
+        await conn.execute("ROLLBACK TO SAVEPOINT settle")
+        raise
+
+
 async def _exhaust(conn: Connection, outcome: Outcome, error: str, timeout_s: float) -> Settled:
     job = outcome.job
     handler = job.job_type.on_exhausted
     if handler is None:
         return Result.EXHAUSTED, outcome, None
     try:
-        async with asyncio.timeout(timeout_s), conn.transaction():
+        async with asyncio.timeout(timeout_s), _savepoint(conn):
             tallies = await handler(conn, job.ctx, error)
     except Exception:
         # Keep the job, out of attempts: its next claim goes straight to on_exhausted.
@@ -59,7 +73,7 @@ async def _settle(conn: Connection, outcome: Outcome, timeout_s: float) -> Settl
         if outcome.finalizer is None:
             return Result.COMPLETED, outcome, None
         try:
-            async with asyncio.timeout(timeout_s), conn.transaction():
+            async with asyncio.timeout(timeout_s), _savepoint(conn):
                 tallies = await outcome.finalizer(conn)
         except Exception as exc:
             ctx = outcome.job.ctx
@@ -82,7 +96,7 @@ async def _finalize_together(
         return None
     settled: list[Settled] = []
     try:
-        async with conn.transaction():
+        async with _savepoint(conn):
             for outcome in outcomes:
                 assert outcome.finalizer is not None
                 async with asyncio.timeout(timeout_s):
