@@ -16,6 +16,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from service.mail.compose import is_deliverable
 from service.validation import flatten
 
 TITLE_MAX = 255
@@ -27,8 +28,17 @@ UUID_PATTERN = re.compile(
 )
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 EMAIL_VALIDATOR = validate.Email()
+NOT_AN_EMAIL = "Not a valid email address."
 # documents that a blank value counts as missing
 NOT_BLANK = r"\S"
+
+
+def sendable_email(value: str) -> None:
+    """An email address, and one the service can send to: no non-ASCII part before the @
+    (that needs SMTPUTF8 end to end), no quoted local part, a host name (no IP literal)."""
+    EMAIL_VALIDATOR(value)
+    if not is_deliverable(value):
+        raise ValidationError(NOT_AN_EMAIL)
 
 
 class Text(fields.String):
@@ -100,7 +110,7 @@ class EntrySchema(Schema):
     )
     applicant_email = Text(
         required=True,
-        validate=[EMAIL_VALIDATOR, validate.Length(max=EMAIL_MAX)],
+        validate=[sendable_email, validate.Length(max=EMAIL_MAX)],
         metadata={
             "format": "email",
             "description": "Email address of the certificate recipient",
@@ -153,6 +163,7 @@ def _plain_email(value: str) -> bool:
         at
         and validate.Email.USER_REGEX.match(user)
         and (domain in validate.Email.DOMAIN_WHITELIST or validate.Email.DOMAIN_REGEX.match(domain))
+        and is_deliverable(value)
     )
 
 

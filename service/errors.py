@@ -93,14 +93,12 @@ class Unprocessable(ServiceError):
 
 
 class FieldValidationError(Unprocessable):
-    """Laravel-style field validation: the first problem as message, all problems by field."""
+    """Field validation: the first problem as message (the contract's "first problem, human
+    readable", without Laravel's "(and N more errors)"), all problems by field."""
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
         first = next(iter(errors.values()))[0] if errors else "The given data was invalid."
-        count = sum(len(messages) for messages in errors.values())
-        more = count - 1
-        message = f"{first} (and {more} more error{'s' if more > 1 else ''})" if more else first
-        super().__init__(message)
+        super().__init__(first)
         self.errors = errors
 
     @classmethod

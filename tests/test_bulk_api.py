@@ -82,6 +82,19 @@ FIELD_CASES = [
         {"applicant_email": "not-an-email"},
         "Entry 0: The applicant email field must be a valid email address.",
     ),
+    # valid by RFC, but no email could be sent there (SMTPUTF8, IP literal, quoted part)
+    (
+        {"applicant_email": "jöhn@example.com"},
+        "Entry 0: The applicant email field must be a valid email address.",
+    ),
+    (
+        {"applicant_email": "john@[192.0.2.1]"},
+        "Entry 0: The applicant email field must be a valid email address.",
+    ),
+    (
+        {"applicant_email": '"john smith"@example.com'},
+        "Entry 0: The applicant email field must be a valid email address.",
+    ),
     ({"file_id": "123"}, "Entry 0: The file id field must be a valid UUID."),
     (
         {"issue_date": "01-06-2025"},

@@ -87,3 +87,31 @@ async def test_a_blank_issue_date_counts_as_absent(
     response = await client.post(BULK_URL, json={"entries": entries}, headers=bearer(token))
     assert response.status == 202, await response.text()
     assert await conn.fetchval("SELECT count(*) FROM certificates WHERE issue_date IS NULL") == 2
+
+
+async def test_a_file_missing_from_storage_answers_the_resource_404(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    token = await make_token("all")
+    (file_id,) = await fake_uploads(conn, institution_id=await institution_id(conn), count=1)
+    assert (
+        await client.post(BULK_URL, json={"entries": [entry(file_id)]}, headers=bearer(token))
+    ).status == 202
+    uuid = await conn.fetchval("SELECT uuid::text FROM certificates")  # its file was never stored
+    response = await client.get(f"{LIST}/{uuid}/original", headers=bearer(token))
+    assert response.status == 404
+    assert await response.json() == {
+        "message": f"The requested ID {uuid} was not found.",
+        "error": "resource_not_found",
+    }
+
+
+async def test_a_422_message_is_the_first_problem_alone(
+    client: TestClient, make_token: TokenFactory
+) -> None:
+    token = await make_token("all")
+    response = await client.get(f"{LIST}?per_page=101&status=bogus", headers=bearer(token))
+    assert response.status == 422
+    body = await response.json()
+    assert len(body["errors"]) == 2
+    assert body["message"] == next(iter(body["errors"].values()))[0]

@@ -189,6 +189,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise errors.Unprocessable("The verified PDF is not available yet.")
     return await stream_file(
         request,
+        resource_id=request.match_info["uuid"],
         key=str(row["verified_pdf_key"]),
         content_type="application/pdf",
         file_name=f"{row['reference_id']}.pdf",
@@ -207,6 +208,7 @@ async def download_original(request: web.Request) -> web.StreamResponse:
     row = await find_own(request)
     return await stream_file(
         request,
+        resource_id=request.match_info["uuid"],
         key=str(row["original_key"]),
         content_type=str(row["original_mime"]),
         file_name=str(row["original_name"]),

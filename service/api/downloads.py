@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from urllib.parse import quote
 
 from aiohttp import web
@@ -10,6 +11,8 @@ from aiohttp import web
 from service import errors
 from service.files.base import FileMissing, StorageError
 from service.resources import FILES
+
+log = logging.getLogger(__name__)
 
 
 def attachment(file_name: str) -> str:
@@ -21,14 +24,17 @@ def attachment(file_name: str) -> str:
 
 
 async def stream_file(
-    request: web.Request, *, key: str, content_type: str, file_name: str
+    request: web.Request, *, resource_id: str, key: str, content_type: str, file_name: str
 ) -> web.StreamResponse:
+    """The stored file at ``key``; one missing from storage answers the resource's 404 (and
+    is logged: the record says it exists)."""
     stream = request.app[FILES].open_stream(key)
     async with contextlib.aclosing(stream):
         try:
             first = await anext(stream, b"")
         except FileMissing:
-            raise errors.NotFound(message="The stored file is missing.") from None
+            log.error("stored file missing: %s (of %s)", key, resource_id)
+            raise errors.NotFound(resource_id) from None
         except StorageError:
             raise errors.ServiceUnavailable("The file storage is unavailable.") from None
         response = web.StreamResponse(

@@ -152,6 +152,20 @@ def make_address(
 
     A non-ASCII local part would need SMTPUTF8 end to end, so it is rejected rather than guessed.
     """
+    local, domain_ascii = _mailbox_parts(address, field=field)
+    return Address(display_name=_header_text(display_name), username=local, domain=domain_ascii)
+
+
+def is_deliverable(address: str) -> bool:
+    """Whether an email can be sent to ``address``: what ``make_address`` accepts."""
+    try:
+        _mailbox_parts(address, field="email")
+    except ValueError:
+        return False
+    return True
+
+
+def _mailbox_parts(address: str, *, field: str) -> tuple[str, str]:
     local, at, domain = address.rpartition("@")
     if not at or not local or len(address) > MAX_ADDRESS_CHARS:
         raise ValueError(f"{field}: not an email address (expected local@domain)")
@@ -162,8 +176,7 @@ def make_address(
         )
     if len(local) > MAX_LOCAL_PART_CHARS or not _DOT_ATOM.fullmatch(local):
         raise ValueError(f"{field}: the part before the @ is not a valid mailbox name")
-    domain_ascii = ascii_domain(domain, field=field)
-    return Address(display_name=_header_text(display_name), username=local, domain=domain_ascii)
+    return local, ascii_domain(domain, field=field)
 
 
 @functools.lru_cache(maxsize=1024)
