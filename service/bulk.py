@@ -3,8 +3,9 @@ in one transaction. All or nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,21 @@ class Accepted:
             "message": "Bulk vault upload queued for processing",
             "data": {"batch_id": str(self.batch_uuid), "total": self.total, "status": "processing"},
         }
+
+
+@contextlib.contextmanager
+def listed_errors() -> Iterator[None]:
+    """Every 422 of the bulk endpoint has ``errors`` as a list of strings, the seed page's
+    shape: also a problem with the body, its ``entries`` or the Idempotency-Key header."""
+    try:
+        yield
+    except errors.BulkValidationError:
+        raise
+    except errors.FieldValidationError as exc:
+        lines = [line for messages in exc.errors.values() for line in messages]
+        raise errors.BulkValidationError(exc.message, lines) from None
+    except errors.Unprocessable as exc:
+        raise errors.BulkValidationError(exc.message, [exc.message]) from None
 
 
 def read_entries(body: dict[str, Any], *, max_entries: int) -> list[Any]:

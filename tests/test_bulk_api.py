@@ -153,9 +153,10 @@ async def test_every_problem_is_listed_with_its_entry(
     ],
 )
 async def test_bad_bodies(client: TestClient, token: str, body: Any, message: str) -> None:
+    """A problem with the body as a whole still has the bulk shape: ``errors`` lists lines."""
     status, payload = await post_bulk(client, token, body)
     assert status == 422
-    assert payload["message"] == message
+    assert payload == {"message": message, "errors": [message]}
 
 
 async def test_too_many_entries(
@@ -170,7 +171,7 @@ async def test_too_many_entries(
         client, token, {"entries": [entry(f, n) for n, f in enumerate(files)]}
     )
     assert status == 422
-    assert body["errors"] == {"entries": ["The entries field must not have more than 3 items."]}
+    assert body["errors"] == ["The entries field must not have more than 3 items."]
     status, _ = await post_bulk(
         client, token, {"entries": [entry(f, n) for n, f in enumerate(files[:3])]}
     )
@@ -253,6 +254,7 @@ async def test_idempotent_replay_returns_the_first_response(
         client, token, {"entries": [entry(file_id, 2)]}, **{"Idempotency-Key": "retry-1"}
     )
     assert other[0] == 422 and "different request body" in other[1]["message"]
+    assert other[1]["errors"] == [other[1]["message"]]
 
 
 async def test_a_failed_request_does_not_burn_its_key(
@@ -332,3 +334,24 @@ async def test_a_taken_over_key_cannot_be_completed_or_released_by_its_first_own
         await second.record(own, status=202, body={"ok": True})
     replay = await idempotency.claim(pool, institution_id=owner, key="k", body=b"{}")
     assert replay == idempotency.Replay(202, {"ok": True})
+
+
+@pytest.mark.parametrize(
+    ("data", "headers", "line"),
+    [
+        (b"{not json", {}, "The request body is not valid JSON."),
+        (b'{"entries": []}', {"Idempotency-Key": "\u00e9"}, "printable ASCII"),
+    ],
+)
+async def test_every_bulk_422_lists_its_errors(
+    client: TestClient, token: str, data: bytes, headers: dict[str, str], line: str
+) -> None:
+    response = await client.post(
+        BULK_URL,
+        data=data,
+        headers={**bearer(token), "Content-Type": "application/json", **headers},
+    )
+    assert response.status == 422
+    body = await response.json()
+    assert isinstance(body["errors"], list) and len(body["errors"]) == 1
+    assert line in body["errors"][0] and body["message"] == body["errors"][0]

@@ -60,6 +60,11 @@ IDEMPOTENCY_PARAMETER = {
 @request_schema(BulkRequestSchema, required=True)
 @response_schema(BulkAcceptedSchema, 202, description="Bulk upload queued for processing")
 async def create_bulk(request: web.Request) -> web.Response:
+    with bulk.listed_errors():
+        return await _create_bulk(request)
+
+
+async def _create_bulk(request: web.Request) -> web.Response:
     app = request.app
     caller = principal(request)
     key = idempotency.parse_key(request.headers.get(idempotency.HEADER))

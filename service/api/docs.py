@@ -34,7 +34,7 @@ PDF stamped with them, a public verification page, an email to its recipient, an
 
 Authorize with an API token (`vlt_...`) as a Bearer token. Errors use the bodies listed per
 operation; 422 validation errors are `{"message", "errors": {field: [messages]}}`, except the
-bulk endpoint's, whose `errors` is a list of `Entry N: ...` lines.
+bulk endpoint's, whose `errors` is always a list of lines (`Entry N: ...`).
 """
 
 INDEX_PAGE = """<!DOCTYPE html>

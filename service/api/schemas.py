@@ -94,8 +94,9 @@ def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
         413: {"description": "Request too large", "schema": MessageSchema},
         415: {"description": "Unsupported content type", "schema": MessageSchema},
         422: {
-            "description": "Validation error: `errors` maps fields to messages, or (bulk"
-            " entries) lists `Entry N: ...` lines; a problem with the request as a whole has"
+            "description": "Validation error: `errors` maps fields to messages; on the bulk"
+            " endpoint it always lists lines (`Entry N: ...`, or one line for a problem with"
+            " the request as a whole); elsewhere, a problem with the request as a whole has"
             " only `message`",
             "content": {"application/json": {"schema": UNPROCESSABLE_SCHEMA}},
         },
