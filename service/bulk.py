@@ -16,7 +16,7 @@ from service.data import Connection
 from service.data import batches as batch_data
 from service.data import certificates as certificate_data
 from service.data import uploads as upload_data
-from service.entries import load_entries
+from service.entries import check_entries
 from service.webhooks import events
 
 UNRESOLVED_MESSAGE = "Some file_ids could not be resolved"
@@ -70,12 +70,25 @@ def read_entries(body: dict[str, Any], *, max_entries: int) -> list[Any]:
     return entries
 
 
-def duplicate_problems(entries: list[dict[str, Any]]) -> list[str]:
+Indexed = list[tuple[int, dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A bulk body after the checks that need no database: its valid entries (with their
+    index) and the problems of each kind found so far."""
+
+    entries: Indexed
+    invalid: list[str]
+    duplicates: list[str]
+
+
+def duplicate_problems(entries: Indexed) -> list[str]:
     """The same file_id twice, or the same recipient, title and issue date twice."""
     problems = []
     by_file: dict[uuid.UUID, int] = {}
     by_identity: dict[tuple[str, str, Any], int] = {}
-    for index, entry in enumerate(entries):
+    for index, entry in entries:
         first = by_file.setdefault(entry["file_id"], index)
         if first != index:
             problems.append(
@@ -95,33 +108,37 @@ def duplicate_problems(entries: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def validate(body: dict[str, Any], *, max_entries: int) -> list[dict[str, Any]]:
-    loaded, problems = load_entries(read_entries(body, max_entries=max_entries))
-    if problems:
-        raise errors.BulkValidationError(INVALID_MESSAGE, problems)
-    duplicates = duplicate_problems(loaded)
-    if duplicates:
-        raise errors.BulkValidationError(DUPLICATES_MESSAGE, duplicates)
-    return loaded
+def check(body: dict[str, Any], *, max_entries: int) -> Checked:
+    valid, invalid = check_entries(read_entries(body, max_entries=max_entries))
+    return Checked(valid, invalid, duplicate_problems(valid))
 
 
 async def take_uploads(
-    conn: Connection, *, institution_id: int, entries: list[dict[str, Any]]
+    conn: Connection, *, institution_id: int, checked: Checked
 ) -> list[asyncpg.Record]:
-    """Consume each entry's upload; unknown, foreign, expired or used ones are a 422 (and the
-    transaction, rolled back, consumed nothing)."""
+    """Consume each valid entry's upload. Any problem, of any kind (unknown, foreign, expired
+    or used file_ids among them), is a 422 that lists them all; the transaction, rolled back,
+    consumed nothing."""
+    entries = checked.entries
     rows = await upload_data.take_uploads(
-        conn, institution_id=institution_id, file_ids=[e["file_id"] for e in entries]
+        conn, institution_id=institution_id, file_ids=[e["file_id"] for _, e in entries]
     )
     by_uuid = {row["uuid"]: row for row in rows}
     missing = [
         f"Entry {index}: file_id {entry['file_id']} not found"
-        for index, entry in enumerate(entries)
+        for index, entry in entries
         if entry["file_id"] not in by_uuid
     ]
-    if missing:
-        raise errors.BulkValidationError(UNRESOLVED_MESSAGE, missing)
-    return [by_uuid[entry["file_id"]] for entry in entries]
+    kinds = (
+        (INVALID_MESSAGE, checked.invalid),
+        (DUPLICATES_MESSAGE, checked.duplicates),
+        (UNRESOLVED_MESSAGE, missing),
+    )
+    found = [(message, lines) for message, lines in kinds if lines]
+    if found:
+        first_message = found[0][0]
+        raise errors.BulkValidationError(first_message, [n for _, lines in found for n in lines])
+    return [by_uuid[entry["file_id"]] for _, entry in entries]
 
 
 def certificate_record(
@@ -151,11 +168,12 @@ async def submit(
     pool: asyncpg.Pool,
     *,
     institution_id: int,
-    entries: list[dict[str, Any]],
+    checked: Checked,
     record_response: Recorder | None = None,
 ) -> Accepted:
     async with pool.acquire() as conn, conn.transaction():
-        uploads = await take_uploads(conn, institution_id=institution_id, entries=entries)
+        uploads = await take_uploads(conn, institution_id=institution_id, checked=checked)
+        entries = [entry for _, entry in checked.entries]
         batch = await batch_data.insert_batch(
             conn, institution_id=institution_id, total=len(entries)
         )

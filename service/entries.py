@@ -220,19 +220,26 @@ def entry_problems(index: int, entry: Any) -> list[str]:
 
 
 def load_entries(entries: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """(loaded entries, problems): the fast path for each entry, the schema only for the
-    entries it cannot vouch for, so one odd entry never costs a second pass over all."""
-    loaded: list[dict[str, Any]] = []
+    """(loaded entries, problems): all entries, or none and every problem."""
+    valid, problems = check_entries(entries)
+    return ([], problems) if problems else ([entry for _, entry in valid], [])
+
+
+def check_entries(entries: list[Any]) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """(the valid entries with their index, the problems of the others): the fast path for
+    each entry, the schema only for the entries it cannot vouch for, so one odd entry never
+    costs a second pass over all."""
+    valid: list[tuple[int, dict[str, Any]]] = []
     problems: list[str] = []
     for index, entry in enumerate(entries):
         try:
-            loaded.append(_fast_entry(entry))
+            valid.append((index, _fast_entry(entry)))
             continue
         except LookupError:
             pass
         found = entry_problems(index, entry)
         if found:
             problems.extend(found)
-        elif not problems:
-            loaded.append(ENTRY_SCHEMA.load(entry))
-    return ([], problems) if problems else (loaded, [])
+        else:
+            valid.append((index, ENTRY_SCHEMA.load(entry)))
+    return valid, problems

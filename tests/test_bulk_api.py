@@ -355,3 +355,29 @@ async def test_every_bulk_422_lists_its_errors(
     body = await response.json()
     assert isinstance(body["errors"], list) and len(body["errors"]) == 1
     assert line in body["errors"][0] and body["message"] == body["errors"][0]
+
+
+async def test_problems_of_every_kind_are_listed_together(
+    client: TestClient, token: str, conn: asyncpg.Connection
+) -> None:
+    """Field rules, duplicates and file resolution in one answer: the message is the first
+    kind's, the lines come kind by kind; nothing is consumed."""
+    files = await fake_uploads(conn, institution_id=await institution_id(conn), count=2)
+    unknown = "3f0c1a52-8d1e-4c57-9a41-6a3d1f0e2b7c"
+    entries = [
+        entry(files[0], 0),
+        entry(unknown, 1),
+        entry(files[1], 2, certificate_title=""),
+        entry(files[0], 3),
+    ]
+    status, body = await post_bulk(client, token, {"entries": entries})
+    assert status == 422
+    assert body == {
+        "message": "The given data was invalid.",
+        "errors": [
+            "Entry 2: The certificate title field is required.",
+            f"Entry 3: file_id {files[0]} is also used by entry 0",
+            f"Entry 1: file_id {unknown} not found",
+        ],
+    }
+    assert await counts(conn) == (0, 0, 0, 2)

@@ -78,11 +78,11 @@ async def _create_bulk(request: web.Request) -> web.Response:
             return json_response(outcome.body, status=outcome.status)
         claim = outcome
     try:
-        entries = bulk.validate(body, max_entries=app[SETTINGS].max_bulk_entries)
+        checked = bulk.check(body, max_entries=app[SETTINGS].max_bulk_entries)
         accepted = await bulk.submit(
             app[POOL],
             institution_id=caller.institution_id,
-            entries=entries,
+            checked=checked,
             record_response=(
                 (lambda conn, body: claim.record(conn, status=202, body=body)) if claim else None
             ),
