@@ -44,7 +44,7 @@ $greeting
 
 $institution has issued you a certificate: "$title".
 
-View, download and share it here:
+View and share it here:
 $url
 
 Anyone you share this link with can check that the certificate is genuine.
