@@ -115,7 +115,8 @@ async def read_json(request: web.Request) -> Any:
             "The request body must be JSON (Content-Type: application/json)."
         )
     raw = await request.read()
-    if NUL_ESCAPE.search(raw) or b"\x00" in raw:
+    # the literal test first: the regex alone takes ~90 ms over a 10,000-entry body
+    if b"\x00" in raw or (b"\\u0000" in raw and NUL_ESCAPE.search(raw)):
         raise _invalid_body("The request body must not contain NUL characters.")
     if len(raw) < LARGE_BODY_BYTES:
         return parse_json(raw, request.charset)
