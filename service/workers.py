@@ -7,7 +7,7 @@ import logging
 from service import db, jobs
 from service.config import Settings
 from service.cpupool import CpuPool
-from service.queue.wiring import Shutdown, run_worker
+from service.queue.wiring import Shutdown, run_worker, until_started_or_stopped
 from service.resources import cpu_processes, file_store, use_io_threads
 from service.webhooks.ssrf import make_client_session
 
@@ -15,9 +15,14 @@ log = logging.getLogger(__name__)
 
 
 async def run_standalone(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT, then drain in-flight jobs and stop (at once on a second)."""
+    """Run until SIGTERM/SIGINT, then drain in-flight jobs and stop (at once on a second;
+    during start-up, start-up stops)."""
     shutdown = Shutdown()
     shutdown.on_signals()
+    await until_started_or_stopped(shutdown, _run(settings, shutdown))
+
+
+async def _run(settings: Settings, shutdown: Shutdown) -> None:
     use_io_threads(settings.io_threads)
     async with db.database_url(settings.database_url, settings.data_dir) as dsn:
         pool = await db.create_pool(

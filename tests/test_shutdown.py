@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service import db
 from service.config import Settings
 from service.queue import enqueue_many
 from tests.conftest import TokenFactory
@@ -57,6 +58,21 @@ async def test_a_second_signal_stops_a_worker_at_once(conn: asyncpg.Connection, 
     assert b"Traceback" not in await worker.stderr.read()
     assert await count(conn, "SELECT count(*) FROM jobs WHERE state = 0 AND attempts = 0") == 4
     assert await count(conn, "SELECT count(*) FROM queue_test_done") == 0
+
+
+async def test_a_signal_during_start_up_stops_the_worker(
+    conn: asyncpg.Connection, settings: Settings, dsn: str, processes: Processes, tmp_path: Path
+) -> None:
+    """Its start-up waits for another process's migration lock: a signal ends it there."""
+    env = service_env(dsn, settings.data_dir, migrate_on_start="true")
+    async with open_transaction(dsn) as holder:
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", db.MIGRATION_LOCK_KEY)
+        worker = processes.start("worker", env)
+        await wait_for_lock_waiters(conn, "SELECT pg_advisory_lock")
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 20) == 0
+    assert "Traceback" not in next(tmp_path.glob("worker-*.log")).read_text()
+    assert await count(conn, "SELECT count(*) FROM jobs") == 0
 
 
 @pytest.mark.parametrize("workers", [2, 0])

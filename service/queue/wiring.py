@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import asyncpg
 from aiohttp import web
@@ -61,6 +61,7 @@ class Shutdown:
     def __init__(self) -> None:
         self.requested = asyncio.Event()
         self.hurried = asyncio.Event()
+        self.running = asyncio.Event()  # the engine has started: a stop is a drain from now on
 
     def signalled(self) -> None:
         if not self.requested.is_set():
@@ -106,6 +107,7 @@ async def run_worker(
         hurry = asyncio.create_task(_call_when(shutdown.hurried, engine.hurry))
         try:
             async with engine:
+                shutdown.running.set()
                 await shutdown.requested.wait()
         finally:
             hurry.cancel()
@@ -119,6 +121,27 @@ def on_signals(action: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, action)
+
+
+async def until_started_or_stopped(shutdown: Shutdown, work: Awaitable[None]) -> None:
+    """Run ``work`` (a process's whole life: start-up, engine, stop). A stop asked for before
+    the engine runs (say, while start-up waits for another process's migration lock) cuts
+    start-up short instead of waiting for it; after, the engine drains as usual."""
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(shutdown.requested.wait())
+    cut_short = False
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and not shutdown.running.is_set():
+            log.info("stopping during start-up")
+            cut_short = True
+            task.cancel()
+        await task
+    except asyncio.CancelledError:
+        if not cut_short:
+            raise
+    finally:
+        stop.cancel()
 
 
 async def _call_when(event: asyncio.Event, action: Callable[[], None]) -> None:
