@@ -1,15 +1,34 @@
-"""One page of the certificate list: its rows and its total, a search bounded by a window."""
+"""Pages of lists; one page of the certificate list: its rows and its total, a search bounded
+by a window."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from service.data import Connection
 from service.data import certificates as certificate_data
 from service.data.certificates import ListFilter
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The page a list request asks for (``page``, ``per_page``), and its rows' SQL window."""
+
+    number: int
+    size: int
+
+    @classmethod
+    def of(cls, query: Mapping[str, Any]) -> Page:
+        return cls(number=query["page"], size=query["per_page"])
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +42,7 @@ async def certificate_page(
     pool: asyncpg.Pool,
     filters: ListFilter,
     *,
-    page: int,
-    per_page: int,
+    page: Page,
     window: int,
     second_connections: asyncio.Semaphore,
 ) -> CertificatePage:
@@ -33,7 +51,7 @@ async def certificate_page(
     Counting every match of a word that most certificates share means visiting most of the
     table; a search window (GitHub's search works the same way) keeps every search fast.
     """
-    offset = (page - 1) * per_page
+    per_page, offset = page.size, page.offset
     async with pool.acquire() as conn:
         if not filters.search:
             rows = await _rows(conn, filters, limit=per_page, offset=offset)

@@ -7,7 +7,7 @@ from aiohttp_apigami import querystring_schema, response_schema
 
 from service import errors
 from service.api import presenters
-from service.api.common import Page, json_response, load_query, paginated, parse_uuid, principal
+from service.api.common import json_response, load_query, paginated, parse_uuid, principal
 from service.api.routing import secured
 from service.api.schemas import PageQuerySchema
 from service.api.vault_schemas import (
@@ -19,6 +19,7 @@ from service.api.vault_schemas import (
 from service.data import batches as batch_data
 from service.data import certificates as certificate_data
 from service.keys import POOL
+from service.listing import Page
 
 routes = web.RouteTableDef()
 TAGS = ["Batches"]

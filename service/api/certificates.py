@@ -8,7 +8,6 @@ from aiohttp_apigami import docs, querystring_schema, request_schema, response_s
 from service import bulk, errors, idempotency, singles
 from service.api import presenters
 from service.api.common import (
-    Page,
     json_response,
     load_query,
     paginated,
@@ -29,7 +28,7 @@ from service.api.vault_schemas import (
 from service.data import certificates as certificate_data
 from service.jobs import wake_workers
 from service.keys import POOL, SECOND_CONNECTIONS, SETTINGS
-from service.listing import certificate_page
+from service.listing import Page, certificate_page
 
 routes = web.RouteTableDef()
 TAGS = ["Certificate Vault"]
@@ -122,8 +121,7 @@ async def list_certificates(request: web.Request) -> web.Response:
     listed = await certificate_page(
         request.app[POOL],
         filters,
-        page=page.number,
-        per_page=page.size,
+        page=page,
         window=request.app[SETTINGS].search_window,
         second_connections=request.app[SECOND_CONNECTIONS],
     )

@@ -9,7 +9,6 @@ import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from service import errors
 from service.auth import Principal
 from service.config import Network
 from service.keys import SETTINGS
+from service.listing import Page
 from service.timestamps import api_timestamp
 from service.validation import load
 
@@ -163,22 +163,6 @@ def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
                 name, f"The {name.replace('_', ' ')} field must not contain NUL characters."
             )
     return load(schema, query)
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """The page a list request asks for (``page``, ``per_page``), and its rows' SQL window."""
-
-    number: int
-    size: int
-
-    @classmethod
-    def of(cls, query: Mapping[str, Any]) -> Page:
-        return cls(number=query["page"], size=query["per_page"])
-
-    @property
-    def offset(self) -> int:
-        return (self.number - 1) * self.size
 
 
 def paginated(

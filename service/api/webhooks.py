@@ -10,7 +10,6 @@ from aiohttp_apigami import querystring_schema, request_schema, response_schema
 
 from service import errors
 from service.api.common import (
-    Page,
     json_response,
     load_query,
     paginated,
@@ -35,6 +34,7 @@ from service.data import Connection
 from service.data import webhooks as webhook_data
 from service.jobs import wake_workers
 from service.keys import POOL, SETTINGS
+from service.listing import Page
 from service.timestamps import api_timestamp
 from service.validation import load
 from service.webhooks import events, signing, ssrf
