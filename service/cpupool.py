@@ -96,34 +96,31 @@ class CpuPool:
 
     async def _run(self, timeout_s: float | None, work: Callable[[], T]) -> T:
         await self._free.acquire()
+        orphaned = False  # then its place is given back when its turn ends (``_orphan_done``)
         try:
             if self._closed:
                 raise BrokenProcessPool("The process pool is closed.")
             lane = min(self._lanes, key=lambda lane: len(lane.calls))
             call = lane.send(work)
-        except BaseException:
-            self._free.release()
-            raise
-        turn = asyncio.ensure_future(_take_turn(lane, call, timeout_s))
-        try:
-            result: T = await asyncio.shield(turn)
-        except asyncio.CancelledError:
-            if not call.started and not turn.done():
-                # Already on its way to the process, where it will run: its turn plays out
-                # (and is timed) in the background, so the next call's clock starts after it.
-                # It keeps its place in the lane (and its input in memory) until then.
-                self._orphans.add(turn)
-                turn.add_done_callback(self._orphan_done)
+            turn = asyncio.ensure_future(_take_turn(lane, call, timeout_s))
+            try:
+                result: T = await asyncio.shield(turn)
+                return result
+            except asyncio.CancelledError:
+                if call.started or turn.done():
+                    turn.cancel()  # running: its process is killed
+                    _forget(turn)
+                else:
+                    # Already on its way to the process, where it will run: its turn plays out
+                    # (and is timed) in the background, so the next call's clock starts after
+                    # it. It keeps its place in the lane (and its input in memory) until then.
+                    orphaned = True
+                    self._orphans.add(turn)
+                    turn.add_done_callback(self._orphan_done)
                 raise
-            turn.cancel()  # running: its process is killed
-            _forget(turn)
-            self._free.release()
-            raise
-        except BaseException:
-            self._free.release()
-            raise
-        self._free.release()
-        return result
+        finally:
+            if not orphaned:
+                self._free.release()
 
     def _orphan_done(self, turn: asyncio.Task[Any]) -> None:
         self._orphans.discard(turn)

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 from aiohttp import web
 
@@ -19,9 +18,6 @@ from service.cpupool import CpuPool
 from service.files.base import FileStore
 from service.files.factory import open_file_store
 from service.keys import SETTINGS
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 FILES = web.AppKey("files", FileStore)
 
