@@ -60,7 +60,6 @@ class Engine:
         self._low_water = max(1, min(config.claim_batch, config.workers) // 4)
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
-        self._stopping = False
         self._stopped: asyncio.Future[None] | None = None
         self._hurried = asyncio.Event()
         self._reclaim_every_s = min(1.0, config.lease_s / 10)
@@ -134,8 +133,11 @@ class Engine:
         if self._stopped is None and self._tasks:
             self._stopped = asyncio.ensure_future(self._stop())
 
+    @property
+    def _stopping(self) -> bool:
+        return self._stopped is not None
+
     async def _stop(self) -> None:
-        self._stopping = True
         self._wake.set()
         self._capacity.set()
         fetcher, *others = self._tasks
