@@ -71,16 +71,24 @@ async def enforce(
     return decision
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def unmapped(address: Address) -> Address:
+    """An IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) counts as its IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def client_subject(remote: str | None) -> str:
     """The subject counted for a client address (``request.remote``): an IPv4 address, or the
-    /64 network of an IPv6 one; an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    /64 network of an IPv6 one."""
     try:
-        address = ipaddress.ip_address(remote or "")
+        address = unmapped(ipaddress.ip_address(remote or ""))
     except ValueError:
         return UNKNOWN_CLIENT
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address.packed, IPV6_PREFIX), strict=False))
     return str(address)
 

@@ -21,6 +21,7 @@ from service.auth import Principal
 from service.config import Network
 from service.keys import SETTINGS
 from service.listing import Page
+from service.ratelimit import Address, unmapped
 from service.timestamps import api_timestamp
 from service.validation import load
 
@@ -73,9 +74,6 @@ def client_address(request: web.Request) -> str | None:
     return str(_address(hops[0])) if hops else str(peer)  # all trusted: the first one
 
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
 def _address(text: str | None) -> Address | None:
     """An address from ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1`` or ``[2001:db8::1]:443``;
     an IPv4-mapped IPv6 address as its IPv4 address."""
@@ -85,12 +83,9 @@ def _address(text: str | None) -> Address | None:
     elif text.count(":") == 1:
         text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(text)
+        return unmapped(ipaddress.ip_address(text))
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _is_trusted(address: Address, proxies: Sequence[Network]) -> bool:
