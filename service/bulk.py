@@ -129,16 +129,23 @@ async def take_uploads(
         for index, entry in entries
         if entry["file_id"] not in by_uuid
     ]
+    rejection = _rejection(checked, missing)
+    if rejection is not None:
+        raise rejection
+    return [by_uuid[entry["file_id"]] for _, entry in entries]
+
+
+def _rejection(checked: Checked, unresolved: list[str]) -> errors.BulkValidationError | None:
+    """Every problem, kind by kind, under the first kind's message; None when there is none."""
     kinds = (
         (INVALID_MESSAGE, checked.invalid),
         (DUPLICATES_MESSAGE, checked.duplicates),
-        (UNRESOLVED_MESSAGE, missing),
+        (UNRESOLVED_MESSAGE, unresolved),
     )
     found = [(message, lines) for message, lines in kinds if lines]
-    if found:
-        first_message = found[0][0]
-        raise errors.BulkValidationError(first_message, [n for _, lines in found for n in lines])
-    return [by_uuid[entry["file_id"]] for _, entry in entries]
+    if not found:
+        return None
+    return errors.BulkValidationError(found[0][0], [line for _, lines in found for line in lines])
 
 
 def certificate_record(
