@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -281,15 +282,22 @@ async def test_every_attempt_failing_ends_the_delivery_not_the_endpoint(
     assert len(receiver.hits) == 3
 
 
+async def failing(conn: asyncpg.Connection, *, since: timedelta, last_failure: timedelta) -> None:
+    """The endpoint has been failing for ``since``; its last failure was ``last_failure`` ago."""
+    await conn.execute(
+        "UPDATE webhook_endpoints SET failing_since = now() - $1::interval,"
+        " last_failure_at = now() - $2::interval",
+        since,
+        last_failure,
+    )
+
+
 async def test_failing_for_too_long_disables_the_endpoint(
     vault: TestClient, make_token: TokenFactory, receiver: Receiver, conn: asyncpg.Connection
 ) -> None:
     token = await make_token("webhooks:manage")
     hook = await register(vault, token, receiver.url("/fail"))
-    await conn.execute(
-        "UPDATE webhook_endpoints SET failing_since = now() - interval '2 days',"
-        " last_failure_at = now() - interval '10 minutes'"
-    )
+    await failing(conn, since=timedelta(days=2), last_failure=timedelta(minutes=10))
     await ping(vault, token, hook["id"])
     await wait_for(lambda: _disabled(vault, token, hook["id"]))
     reason = (await endpoint(vault, token, hook["id"]))["disabled_reason"]
@@ -308,10 +316,7 @@ async def test_a_failure_after_a_quiet_day_starts_a_new_streak(
     is not two days of failing."""
     token = await make_token("webhooks:manage")
     hook = await register(vault, token, receiver.url("/fail"))
-    await conn.execute(
-        "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days',"
-        " last_failure_at = now() - interval '2 days'"
-    )
+    await failing(conn, since=timedelta(days=3), last_failure=timedelta(days=2))
     await ping(vault, token, hook["id"])
     await wait_for(lambda: _logged(vault, token, hook["id"], 1))
     health = await endpoint(vault, token, hook["id"])
@@ -334,10 +339,7 @@ async def test_a_retry_continues_the_streak_however_long_its_pause(
     hook = await register(client, token, "https://hooks.example.com/in")
     endpoint_id = await conn.fetchval("SELECT id FROM webhook_endpoints")
     delivery = await webhook_data.insert_ping(conn, endpoint_id=endpoint_id, data={})
-    await conn.execute(
-        "UPDATE webhook_endpoints SET failing_since = now() - interval '3 days',"
-        " last_failure_at = now() - interval '1 day'"
-    )
+    await failing(conn, since=timedelta(days=3), last_failure=timedelta(days=1))
     failed = delivery_data.Attempt(
         delivery_id=delivery["id"],
         attempt=attempt,
