@@ -1,7 +1,7 @@
 """Where the CPU goes per certificate: the service process, its rendering processes and
 PostgreSQL, from /proc while a bulk batch runs through the real service (Linux only).
 
-    .venv/bin/python -m bench.cpu_split [--certificates 1500] [--workers 16]
+    .venv/bin/python -m bench.cpu_split [--certificates 1500] [--workers 32]
 
 Read beside ``bench.artifacts_loop``: on two cores, the pipeline reaches 0.8x of the tight loop
 only if everything outside the loop's own work costs at most a quarter of it.
@@ -102,7 +102,7 @@ async def outbox_pending(dsn: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--certificates", type=int, default=1500)
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=32)  # the service's default
     args = parser.parse_args()
     count = args.certificates
     with private_database(None) as dsn, tempfile.TemporaryDirectory() as data_dir:

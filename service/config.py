@@ -157,7 +157,7 @@ class Settings:
     max_json_body_bytes: int = env("MAX_JSON_BODY_BYTES", _int(MIB, 1024 * MIB), default=32 * MIB)
     search_window: int = env("SEARCH_WINDOW", _int(100, 1_000_000), default=1_000)
     # Workers and the job engine
-    workers: int = env("WORKERS", _int(0, 256), default=16)
+    workers: int = env("WORKERS", _int(0, 256), default=32)
     cpu_processes: int = env("CPU_PROCESSES", _int(0, 64), default=0)
     io_threads: int = env("IO_THREADS", _int(1, 512), default=32)
     job_lease_s: float = env("JOB_LEASE_S", _float(2, 3600), default=60.0)

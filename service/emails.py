@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from email.message import EmailMessage
 from functools import partial
 
+import asyncpg
+
+from service.coalesce import Coalesced
 from service.data import Connection
 from service.data import emails as email_data
 from service.jobs import Deps
 from service.mail import compose, send
 from service.pipeline import mail_domain
-from service.queue.types import Finalizer, JobContext, PermanentFailure
+from service.queue.types import Finalizer, Grouped, JobContext, PermanentFailure, Tallies
 from service.verification import verification_url
 
 log = logging.getLogger(__name__)
@@ -47,15 +51,33 @@ async def deliver(deps: Deps, message: EmailMessage) -> None:
         raise
 
 
-async def send_certificate_email(deps: Deps, ctx: JobContext) -> Finalizer | None:
-    assert ctx.ref_id is not None  # email jobs always name their outbox row
+async def load_emails(deps: Deps, outbox_ids: list[int]) -> list[asyncpg.Record | None]:
     async with deps.pool.acquire() as conn:
-        row = await email_data.load_email(conn, outbox_id=ctx.ref_id)
-    # sent, failed, or cancelled with its certificate's revocation: nothing to send
-    if row is None or row["status"] != "pending" or row["certificate_status"] != "generated":
-        return None
-    await deliver(deps, build_message(deps, dict(row)))
-    return partial(email_data.mark_sent, outbox_id=ctx.ref_id)
+        return await email_data.load_emails(conn, outbox_ids=outbox_ids)
+
+
+async def record_sent(conn: Connection, outbox_ids: Sequence[int]) -> list[Tallies]:
+    """The finalizer of sent emails, a flush of them at once."""
+    await email_data.mark_sent(conn, outbox_ids=outbox_ids)
+    return [None] * len(outbox_ids)
+
+
+class EmailJobs:
+    """Sending a certificate's email, a job each; the reads of the jobs running at once share
+    statements, and their finalizers are written a flush at a time."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._load: Coalesced[int, asyncpg.Record | None] = Coalesced(partial(load_emails, deps))
+
+    async def send(self, ctx: JobContext) -> Finalizer | None:
+        assert ctx.ref_id is not None  # email jobs always name their outbox row
+        row = await self._load(ctx.ref_id)
+        # sent, failed, or cancelled with its certificate's revocation: nothing to send
+        if row is None or row["status"] != "pending" or row["certificate_status"] != "generated":
+            return None
+        await deliver(self._deps, build_message(self._deps, dict(row)))
+        return Grouped(record_sent, ctx.ref_id)
 
 
 async def email_failed(conn: Connection, ctx: JobContext, error: str) -> None:

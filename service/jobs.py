@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import aiohttp
 import asyncpg
@@ -39,8 +38,11 @@ async def enqueue_processing(conn: Connection, *, certificate_ids: Sequence[int]
     await queue_store.enqueue_many(conn, PROCESS_CERTIFICATE, ref_ids=certificate_ids)
 
 
-async def enqueue_email(conn: Connection, *, outbox_id: int) -> None:
-    await queue_store.enqueue(conn, SEND_EMAIL, ref_id=outbox_id)
+async def enqueue_emails(conn: Connection, *, outbox_ids: Sequence[int]) -> None:
+    if outbox_ids:
+        await queue_store.enqueue_select(
+            conn, SEND_EMAIL, "SELECT unnest($2::bigint[])", list(outbox_ids)
+        )
 
 
 def job_types(deps: Deps) -> list[JobType]:
@@ -50,12 +52,12 @@ def job_types(deps: Deps) -> list[JobType]:
     return [
         JobType(
             PROCESS_CERTIFICATE,
-            partial(pipeline.process_certificate, deps),
+            pipeline.CertificateJobs(deps).process,
             on_exhausted=pipeline.certificate_failed,
         ),
         JobType(
             SEND_EMAIL,
-            partial(emails.send_certificate_email, deps),
+            emails.EmailJobs(deps).send,
             on_exhausted=emails.email_failed,
             max_attempts=8,
         ),

@@ -11,23 +11,27 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from service.artifacts import ArtifactError, Artifacts, new_reference_id, render_artifacts
+from service.coalesce import Coalesced
 from service.data import Connection
 from service.data import batches as batch_data
-from service.data import certificates as certificate_data
 from service.data import emails as email_data
+from service.data import processing as processing_data
 from service.data import recipients as recipient_data
 from service.files.base import FileMissing, StorageError
-from service.jobs import Deps, enqueue_email
+from service.jobs import Deps, enqueue_emails
 from service.mail.compose import ascii_domain, certificate_message_id
 from service.queue.types import (
     Finalizer,
+    Grouped,
     JobContext,
     JobError,
     PermanentFailure,
@@ -65,19 +69,6 @@ def mail_domain(base_url: str) -> str:
     return FALLBACK_MAIL_DOMAIN
 
 
-async def start(deps: Deps, certificate_id: int) -> asyncpg.Record | None:
-    """Processing, with a reference id (a fresh random one collides with odds ~1e-9)."""
-    for _ in range(REFERENCE_ID_TRIES):
-        try:
-            async with deps.pool.acquire() as conn:
-                return await certificate_data.start_processing(
-                    conn, certificate_id=certificate_id, reference_id=new_reference_id()
-                )
-        except asyncpg.UniqueViolationError:
-            continue
-    raise JobError("Could not assign a unique reference id.")
-
-
 async def load_original(deps: Deps, key: str) -> bytes:
     try:
         return await deps.files.get_bytes(key)
@@ -106,14 +97,14 @@ async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Ar
         raise JobError("The rendering process stopped; the certificate will be retried.") from None
 
 
-async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> certificate_data.GeneratedArtifacts:
+async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> processing_data.GeneratedArtifacts:
     """The verified PDF goes to the file store; the codes go to the database with the row."""
     pdf_key = verified_pdf_key(uuid)
     try:
         await deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf")
     except StorageError as exc:
         raise JobError(f"Storage unavailable: {exc}") from None
-    return certificate_data.GeneratedArtifacts(
+    return processing_data.GeneratedArtifacts(
         qr_code_svg=artifacts.qr_svg,
         barcode_svg=artifacts.barcode_svg,
         verified_pdf_key=pdf_key,
@@ -122,61 +113,106 @@ async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> certificate_data
     )
 
 
-async def process_certificate(deps: Deps, ctx: JobContext) -> Finalizer | None:
-    assert ctx.ref_id is not None  # processing jobs always name their certificate
-    certificate = await start(deps, ctx.ref_id)
-    if certificate is None:
-        return None  # no longer pending or processing (generated, revoked): nothing to do
-    async with deps.cpu.slots:  # an original is read only when a render process is near
-        original = await load_original(deps, certificate["original_key"])
-        artifacts = await render(deps, certificate, original)
-    generated = await store(deps, str(certificate["uuid"]), artifacts)
+async def start_many(deps: Deps, certificate_ids: list[int]) -> list[asyncpg.Record | None]:
+    """Processing, each with a reference id (a fresh random one collides with odds ~1e-9;
+    then all are tried again with new ones, the others keeping the id they were given)."""
+    for _ in range(REFERENCE_ID_TRIES):
+        reference_ids = [new_reference_id() for _ in certificate_ids]
+        try:
+            async with deps.pool.acquire() as conn:
+                started = await processing_data.start_processing(
+                    conn, certificate_ids=certificate_ids, reference_ids=reference_ids
+                )
+        except asyncpg.UniqueViolationError:
+            continue
+        return [started.get(certificate_id) for certificate_id in certificate_ids]
+    raise JobError("Could not assign a unique reference id.")
+
+
+async def find_recipients(deps: Deps, emails: list[str]) -> list[int | None]:
     async with deps.pool.acquire() as conn:
-        recipient_id = await recipient_data.find_recipient(
-            conn, email=certificate["applicant_email"]
-        )
-    message_id = certificate_message_id(
-        str(certificate["uuid"]), mail_domain(deps.settings.base_url)
-    )
-    return partial(
-        finalize_generated,
-        certificate_id=ctx.ref_id,
-        artifacts=generated,
-        recipient_id=recipient_id,
-        message_id=message_id,
-        base_url=deps.settings.base_url,
-    )
+        return await recipient_data.find_recipients(conn, emails=emails)
 
 
-async def finalize_generated(
-    conn: Connection,
-    *,
-    certificate_id: int,
-    artifacts: certificate_data.GeneratedArtifacts,
-    recipient_id: int | None,
-    message_id: str,
-    base_url: str,
-) -> Tallies:
-    row = await certificate_data.mark_generated(
-        conn, certificate_id=certificate_id, artifacts=artifacts, recipient_id=recipient_id
-    )
-    if row is None:
-        return None
-    if recipient_id is None:
-        outbox_id = await email_data.add_to_outbox(
-            conn, certificate_id=certificate_id, message_id=message_id
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished:
+    """What a processed certificate's finalizer records."""
+
+    generated: processing_data.Generated
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordGenerated:
+    """The finalizer of processed certificates, a flush of them at once: ``generated`` with
+    their codes, outbox rows and email jobs for those without an account, the ``approved``
+    webhooks, their batches' counts. Equal for every job of a process, so they group."""
+
+    base_url: str
+
+    async def __call__(self, conn: Connection, items: Sequence[Finished]) -> list[Tallies]:
+        ids = [item.generated.certificate_id for item in items]
+        if len(set(ids)) != len(ids):
+            # two jobs of one certificate: the flush falls back to one finalizer at a time
+            raise ValueError("a certificate twice in one group")
+        rows = await processing_data.mark_generated(
+            conn, certificates=[item.generated for item in items]
         )
-        if outbox_id is not None:
-            await enqueue_email(conn, outbox_id=outbox_id)
-    await events.emit_certificate(
-        conn, certificate_id=certificate_id, event=events.APPROVED, base_url=base_url
-    )
-    return batch_tally(row["batch_id"], generated=1)
+        await self._queue_emails(conn, [i for i in items if i.generated.certificate_id in rows])
+        if rows:
+            await events.emit_certificates(
+                conn, certificate_ids=sorted(rows), event=events.APPROVED, base_url=self.base_url
+            )
+        return [
+            batch_tally(rows[id_]["batch_id"], generated=1) if id_ in rows else None for id_ in ids
+        ]
+
+    @staticmethod
+    async def _queue_emails(conn: Connection, generated: list[Finished]) -> None:
+        unassigned = [item for item in generated if item.generated.recipient_id is None]
+        if not unassigned:
+            return
+        outbox_ids = await email_data.add_to_outbox(
+            conn,
+            certificate_ids=[item.generated.certificate_id for item in unassigned],
+            message_ids=[item.message_id for item in unassigned],
+        )
+        await enqueue_emails(conn, outbox_ids=outbox_ids)
+
+
+class CertificateJobs:
+    """Processing a certificate, a job each. The one-row reads of the jobs running at once
+    share statements (``Coalesced``), and their finalizers are written a flush at a time."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._start: Coalesced[int, asyncpg.Record | None] = Coalesced(partial(start_many, deps))
+        self._recipient: Coalesced[str, int | None] = Coalesced(partial(find_recipients, deps))
+        self._record = RecordGenerated(deps.settings.base_url)
+        self._mail_domain = mail_domain(deps.settings.base_url)
+
+    async def process(self, ctx: JobContext) -> Finalizer | None:
+        assert ctx.ref_id is not None  # processing jobs always name their certificate
+        deps = self._deps
+        certificate = await self._start(ctx.ref_id)
+        if certificate is None:
+            return None  # no longer pending or processing (generated, revoked): nothing to do
+        async with deps.cpu.slots:  # an original is read only when a render process is near
+            original = await load_original(deps, certificate["original_key"])
+            artifacts = await render(deps, certificate, original)
+        uuid = str(certificate["uuid"])
+        stored = await store(deps, uuid, artifacts)
+        recipient_id = await self._recipient(certificate["applicant_email"])
+        generated = processing_data.Generated(
+            certificate_id=ctx.ref_id, artifacts=stored, recipient_id=recipient_id
+        )
+        message_id = certificate_message_id(uuid, self._mail_domain)
+        return Grouped(self._record, Finished(generated=generated, message_id=message_id))
 
 
 async def certificate_failed(conn: Connection, ctx: JobContext, error: str) -> Tallies:
     assert ctx.ref_id is not None
-    row = await certificate_data.mark_failed(conn, certificate_id=ctx.ref_id, error=error)
+    row = await processing_data.mark_failed(conn, certificate_id=ctx.ref_id, error=error)
     if row is None:
         return None
     log.warning("certificate %s failed: %s", row["uuid"], error)

@@ -28,9 +28,9 @@ from tests.drill_helpers import (
 from tests.drill_mail import Mailbox
 from tests.queue_helpers import count
 
-# The statements a worker is held at (see service/data/certificates.py).
-START = "UPDATE certificates c SET status = 'processing'"
-MARK_GENERATED = "WITH generated AS (UPDATE certificates SET status = 'generated'"
+# The statements a worker is held at (see service/data/processing.py).
+START = "WITH starting AS ("
+MARK_GENERATED = "WITH generating AS ("
 
 
 @dataclass

@@ -33,6 +33,7 @@ from tests.drill_helpers import (
     settled,
     signal_group,
     stop_gracefully,
+    stored_pdfs,
     submit_batch,
     wait_for_lock_waiters,
 )
@@ -183,11 +184,13 @@ async def test_a_worker_paused_past_its_lease_has_its_late_result_refused(
             "JOB_LEASE_S": "6",
             "JOB_TIMEOUT_S": "5",  # time enough to reach the lock below; still under the lease
         }
-        # Both jobs stored their artifacts; their last read (the recipient) waits on our lock.
+        # Both jobs stored their PDFs; their last read (the recipients, one statement for the
+        # jobs that reach it while it runs) waits on our lock.
         async with open_transaction(dsn) as blocker:
             await blocker.execute("LOCK TABLE recipients IN ACCESS EXCLUSIVE MODE")
             paused = processes.start("serve", paused_env)
-            await wait_for_lock_waiters(conn, "SELECT id FROM recipients", count=2)
+            await wait_for_lock_waiters(conn, "SELECT r.id FROM unnest")
+            await wait_until(lambda: _pdfs_stored(settings.data_dir, 2), timeout_s=30)
             signal_group(paused, signal.SIGSTOP)
         assert await generated(conn) == 0
         rescuer = processes.start("worker", env)
@@ -201,6 +204,10 @@ async def test_a_worker_paused_past_its_lease_has_its_late_result_refused(
         assert await stop_gracefully(paused) == 0
     await assert_exactly_once(conn, settings.data_dir, 2)
     await assert_one_email_each(conn, mailbox)
+
+
+async def _pdfs_stored(data_dir: Path, expected: int) -> bool:
+    return len(stored_pdfs(data_dir / "files" / "certificates")) >= expected
 
 
 async def _job_metric(http: aiohttp.ClientSession, counter: str) -> float:

@@ -158,7 +158,7 @@ async def test_one_failing_finalizer_among_successes_rolls_back_only_itself(
 
 
 async def four_jobs_in_one_flush(
-    conn: asyncpg.Connection, dsn: str, run: Callable[[JobContext], Awaitable[Finalizer]]
+    conn: asyncpg.Connection, dsn: str, run: Callable[[JobContext], Awaitable[Finalizer | None]]
 ) -> list[tuple[int, int]]:
     """Run four jobs whose outcomes are written in one flush (retries in later ones); the
     (ref_id, attempt) rows their finalizers left in ``effects``."""

@@ -15,7 +15,7 @@ from service import cli
 from service.app import create_app
 from service.config import Settings
 from service.data import emails as email_data
-from service.jobs import enqueue_email
+from service.jobs import enqueue_emails
 from tests.conftest import TokenFactory, bearer
 from tests.queue_helpers import queue_empty, wait_until
 from tests.vault_helpers import BULK_URL, entry, fake_uploads, institution_id
@@ -40,11 +40,11 @@ async def test_a_revoked_certificates_pending_email_is_never_sent(
         " generated_at = now() RETURNING id"
     )
     await conn.execute("DELETE FROM jobs")
-    outbox_id = await email_data.add_to_outbox(
-        conn, certificate_id=certificate_id, message_id="m@vault.test"
+    outbox_ids = await email_data.add_to_outbox(
+        conn, certificate_ids=[certificate_id], message_ids=["m@vault.test"]
     )
-    assert outbox_id is not None
-    await enqueue_email(conn, outbox_id=outbox_id)
+    assert len(outbox_ids) == 1
+    await enqueue_emails(conn, outbox_ids=outbox_ids)
 
     args = argparse.Namespace(certificate="VEC-IC-20250123456789ABC", reason="Wrong person")
     with contextlib.redirect_stdout(io.StringIO()):

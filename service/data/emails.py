@@ -2,40 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from service.data import Connection
 
 
-async def add_to_outbox(conn: Connection, *, certificate_id: int, message_id: str) -> int | None:
-    """The certificate's one outbox row; None when it already has one."""
-    outbox_id: int | None = await conn.fetchval(
-        "INSERT INTO email_outbox (certificate_id, message_id) VALUES ($1, $2)"
+async def add_to_outbox(
+    conn: Connection, *, certificate_ids: Sequence[int], message_ids: Sequence[str]
+) -> list[int]:
+    """Each certificate's one outbox row; the ids of those written (not the ones that had one)."""
+    rows = await conn.fetch(
+        "INSERT INTO email_outbox (certificate_id, message_id)"
+        " SELECT * FROM unnest($1::bigint[], $2::text[]) ORDER BY 1"
         " ON CONFLICT (certificate_id) DO NOTHING RETURNING id",
-        certificate_id,
-        message_id,
+        list(certificate_ids),
+        list(message_ids),
     )
-    return outbox_id
+    return [row["id"] for row in rows]
 
 
-async def load_email(conn: Connection, *, outbox_id: int) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def load_emails(
+    conn: Connection, *, outbox_ids: Sequence[int]
+) -> list[asyncpg.Record | None]:
+    """Each email with what it is composed of, or None; in order."""
+    rows = await conn.fetch(
         "SELECT o.id, o.status, c.status AS certificate_status, o.message_id, c.uuid,"
-        " c.reference_id, c.full_name,"
-        " c.applicant_email, c.certificate_title, i.name AS institution_name"
-        " FROM email_outbox o JOIN certificates c ON c.id = o.certificate_id"
-        " JOIN institutions i ON i.id = c.institution_id WHERE o.id = $1",
-        outbox_id,
+        " c.reference_id, c.full_name, c.applicant_email, c.certificate_title,"
+        " i.name AS institution_name"
+        " FROM unnest($1::bigint[]) WITH ORDINALITY AS u (id, n)"
+        " LEFT JOIN (email_outbox o JOIN certificates c ON c.id = o.certificate_id"
+        " JOIN institutions i ON i.id = c.institution_id) ON o.id = u.id ORDER BY u.n",
+        list(outbox_ids),
     )
-    return row
+    return [row if row["id"] is not None else None for row in rows]
 
 
-async def mark_sent(conn: Connection, *, outbox_id: int) -> None:
+async def mark_sent(conn: Connection, *, outbox_ids: Sequence[int]) -> None:
     """Sent, also when a revocation cancelled it while it was on its way: it did go out."""
     await conn.execute(
         "UPDATE email_outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,"
-        " error = NULL WHERE id = $1 AND status IN ('pending', 'cancelled')",
-        outbox_id,
+        " error = NULL WHERE id = ANY($1::bigint[]) AND status IN ('pending', 'cancelled')",
+        sorted(outbox_ids),
     )
 
 

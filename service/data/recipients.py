@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from service.data import Connection
@@ -24,9 +26,11 @@ async def list_recipients(conn: Connection) -> list[asyncpg.Record]:
     )
 
 
-async def find_recipient(conn: Connection, *, email: str) -> int | None:
-    """The known recipient account with this email (case-insensitive), if any."""
-    recipient_id: int | None = await conn.fetchval(
-        "SELECT id FROM recipients WHERE lower(email) = lower($1)", email
+async def find_recipients(conn: Connection, *, emails: Sequence[str]) -> list[int | None]:
+    """The known recipient account of each email (case-insensitive), or None; in order."""
+    rows = await conn.fetch(
+        "SELECT r.id FROM unnest($1::text[]) WITH ORDINALITY AS u (email, n)"
+        " LEFT JOIN recipients r ON lower(r.email) = lower(u.email) ORDER BY u.n",
+        list(emails),
     )
-    return recipient_id
+    return [row["id"] for row in rows]

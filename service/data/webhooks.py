@@ -7,6 +7,7 @@ a batch's 10,000 ``created`` deliveries never travel through Python.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -158,15 +159,17 @@ async def insert_deliveries(
 
 
 async def insert_certificate_deliveries(
-    conn: Connection, *, certificate_id: int, event: str, base_url: str
+    conn: Connection, *, certificate_ids: Sequence[int], event: str, base_url: str
 ) -> list[int]:
-    """One delivery of a certificate event per subscribed endpoint (none twice for ``created``)."""
+    """One delivery of a certificate event per certificate and subscribed endpoint (none twice
+    for ``created``)."""
     rows = await conn.fetch(
         "INSERT INTO webhook_deliveries (endpoint_id, event, certificate_id, data)"
         f" SELECT e.id, $2, c.id, {CERTIFICATE_DATA}"
         " FROM certificates c JOIN webhook_endpoints e ON e.institution_id = c.institution_id"
-        f" WHERE c.id = $1 AND {SUBSCRIBED} ON CONFLICT DO NOTHING RETURNING id",
-        *(certificate_id, event, base_url),
+        f" WHERE c.id = ANY($1::bigint[]) AND {SUBSCRIBED} ORDER BY c.id, e.id"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        *(list(certificate_ids), event, base_url),
     )
     return [row["id"] for row in rows]
 

@@ -10,102 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
 from service.data import Connection
 from service.queue import store
-from service.queue.outcomes import (
-    MAX_ERROR_CHARS,
-    Outcome,
-    Result,
-    Settled,
-    describe,
-    failed,
-)
+from service.queue.outcomes import MAX_ERROR_CHARS, Outcome, Result
+from service.queue.settle import finalize_together, settle
 from service.queue.tallies import TallyFailed, write_tallies
-from service.queue.types import (
-    EngineConfig,
-    exponential_backoff,
-    retry_pause,
-)
+from service.queue.types import EngineConfig, exponential_backoff, retry_pause
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.asynccontextmanager
-async def _savepoint(conn: Connection) -> AsyncIterator[None]:
-    """Finalizers' savepoint, rolled back whatever failed. asyncpg's nested transaction does
-    not roll back when its RELEASE fails (a finalizer that swallowed a database error): the
-    flush's transaction would stay aborted, and the flush be retried for ever."""
-    await conn.execute("SAVEPOINT settle")
-    try:
-        yield
-        await conn.execute("RELEASE SAVEPOINT settle")
-    except BaseException:
-        await conn.execute("ROLLBACK TO SAVEPOINT settle")
-        raise
-
-
-async def _exhaust(conn: Connection, outcome: Outcome, error: str, timeout_s: float) -> Settled:
-    job = outcome.job
-    handler = job.job_type.on_exhausted
-    if handler is None:
-        return Result.EXHAUSTED, outcome, None
-    try:
-        async with asyncio.timeout(timeout_s), _savepoint(conn):
-            tallies = await handler(conn, job.ctx, error)
-    except Exception:
-        # Keep the job, out of attempts: its next claim goes straight to on_exhausted.
-        log.exception("on_exhausted of %s job %d failed", job.ctx.kind, job.ctx.job_id)
-        delay = (job.job_type.backoff or exponential_backoff)(job.ctx.attempt)
-        attempts = max(job.ctx.attempt, job.ctx.max_attempts)
-        return Result.RETRIED, replace(outcome, retry_in_s=delay, attempts=attempts), None
-    return Result.EXHAUSTED, outcome, tallies
-
-
-async def _settle(conn: Connection, outcome: Outcome, timeout_s: float) -> Settled:
-    """Run the outcome's finalizer or on_exhausted (each in a savepoint, within
-    ``timeout_s``); say what to write for the job."""
-    if outcome.error is None:
-        if outcome.finalizer is None:
-            return Result.COMPLETED, outcome, None
-        try:
-            async with asyncio.timeout(timeout_s), _savepoint(conn):
-                tallies = await outcome.finalizer(conn)
-        except Exception as exc:
-            ctx = outcome.job.ctx
-            log.warning("finalizer of %s job %d failed", ctx.kind, ctx.job_id, exc_info=True)
-            outcome = failed(outcome.job, f"finalizer: {describe(exc)}")
-        else:
-            return Result.COMPLETED, outcome, tallies
-    if outcome.retry_in_s is not None:
-        return Result.RETRIED, outcome, None
-    return await _exhaust(conn, outcome, outcome.error or "failed", timeout_s)
-
-
-async def _finalize_together(
-    conn: Connection, outcomes: list[Outcome], timeout_s: float
-) -> list[Settled] | None:
-    """The common case, a flush of succeeded jobs: their finalizers in one savepoint rather
-    than one each (two round trips per job fewer). None if any failed: the savepoint is rolled
-    back, and each outcome is settled in a savepoint of its own, so the others still land."""
-    if len(outcomes) < 2 or any(o.error is not None or o.finalizer is None for o in outcomes):
-        return None
-    settled: list[Settled] = []
-    try:
-        async with _savepoint(conn):
-            for outcome in outcomes:
-                assert outcome.finalizer is not None
-                async with asyncio.timeout(timeout_s):
-                    tallies = await outcome.finalizer(conn)
-                settled.append((Result.COMPLETED, outcome, tallies))
-    except Exception:
-        log.info("a finalizer of a flush of %d failed; settling each alone", len(outcomes))
-        return None
-    return settled
 
 
 def _lock_order(outcome: Outcome) -> tuple[str, int, int]:
@@ -183,9 +99,9 @@ async def _write_guarded(
         held = await store.lock_jobs(conn, ids=ids, tokens=tokens, timeout_s=timeout_s)
         ordered = sorted(outcomes, key=_lock_order)
         live = [o for o in ordered if o.job.ctx.lease_token in held]
-        settled = await _finalize_together(conn, live, timeout_s)
+        settled = await finalize_together(conn, live, timeout_s)
         if settled is None:
-            settled = [await _settle(conn, outcome, timeout_s) for outcome in live]
+            settled = [await settle(conn, outcome, timeout_s) for outcome in live]
         results = [(Result.STALE, o) for o in ordered if o.job.ctx.lease_token not in held]
         results += [(result, outcome) for result, outcome, _ in settled]
         tallies = [

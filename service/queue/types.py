@@ -8,7 +8,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from service.config import Settings
 from service.data import Connection
@@ -39,6 +39,24 @@ class Tally:
 Tallies: TypeAlias = Sequence[Tally] | None
 # Runs inside the guarded transaction that deletes the job: the job's effects are written once.
 Finalizer: TypeAlias = Callable[[Connection], Awaitable[Tallies]]
+
+Item = TypeVar("Item")
+# (conn, items of many jobs): writes them all; a Tallies per item, in order.
+GroupWriter: TypeAlias = Callable[[Connection, Sequence[Item]], Awaitable[Sequence[Tallies]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Grouped(Generic[Item]):
+    """A finalizer that a flush runs together with the others of an equal ``write``: one call,
+    set-based statements for many jobs, instead of a few statements each. Called on its own
+    (a flush of one, or the fallback when a group failed), it is a group of one."""
+
+    write: GroupWriter[Item]
+    item: Item
+
+    async def __call__(self, conn: Connection) -> Tallies:
+        (tallies,) = await self.write(conn, [self.item])
+        return tallies
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -69,8 +69,15 @@ async def emit_certificate(
 
     ``base_url`` (the service's public URL) is needed for the links of approved and revoked.
     """
+    await emit_certificates(conn, certificate_ids=[certificate_id], event=event, base_url=base_url)
+
+
+async def emit_certificates(
+    conn: Connection, *, certificate_ids: Sequence[int], event: str, base_url: str = ""
+) -> None:
+    """``emit_certificate`` for many certificates, in two statements at most."""
     ids = await webhook_data.insert_certificate_deliveries(
-        conn, certificate_id=certificate_id, event=event, base_url=base_url
+        conn, certificate_ids=certificate_ids, event=event, base_url=base_url
     )
     await _enqueue(conn, ids)
 

@@ -1,0 +1,118 @@
+"""The set-based finalizer of processed certificates: a flush of them in a few statements, with
+the same effects, certificate by certificate, as one finalizer each."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.data import processing as processing_data
+from service.data import recipients as recipient_data
+from service.pipeline import Finished, RecordGenerated
+from tests.conftest import TokenFactory, bearer
+from tests.vault_helpers import BULK_URL, entry, fake_uploads, institution_id
+
+BASE_URL = "http://vault.test"
+
+
+async def processing_certificates(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection, count: int
+) -> list[int]:
+    """A bulk batch of ``count`` (no worker runs in tests' app), all made ``processing``."""
+    token = await make_token("all")
+    file_ids = await fake_uploads(conn, institution_id=await institution_id(conn), count=count)
+    entries = [
+        entry(file_id, applicant_email=f"s{n}@example.com") for n, file_id in enumerate(file_ids)
+    ]
+    response = await client.post(BULK_URL, json={"entries": entries}, headers=bearer(token))
+    assert response.status == 202
+    rows = await conn.fetch(
+        "UPDATE certificates SET status = 'processing',"
+        " reference_id = 'VEC-IC-2026' || lpad(to_hex(id), 13, '0') RETURNING id"
+    )
+    return sorted(row["id"] for row in rows)
+
+
+def finished(certificate_id: int, recipient_id: int | None = None) -> Finished:
+    artifacts = processing_data.GeneratedArtifacts(
+        qr_code_svg=b"<svg>qr</svg>",
+        barcode_svg=b"<svg>bar</svg>",
+        verified_pdf_key=f"certificates/{certificate_id}.pdf",
+        verified_pdf_size=100,
+        verified_pdf_sha256="0" * 64,
+    )
+    generated = processing_data.Generated(
+        certificate_id=certificate_id, artifacts=artifacts, recipient_id=recipient_id
+    )
+    return Finished(generated=generated, message_id=f"<certificate-{certificate_id}@vault.test>")
+
+
+async def test_a_flush_of_certificates_is_recorded_as_each_alone_would_be(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    """Four certificates: one with a recipient account (assigned, no email), one revoked in
+    the meantime (left as it is, no tally), two emailed; codes stored, batch tallied."""
+    first, assigned, revoked, last = await processing_certificates(client, make_token, conn, 4)
+    recipient = await recipient_data.add_recipient(conn, email="s1@example.com", name="S One")
+    assert recipient is not None
+    await conn.execute("UPDATE certificates SET status = 'revoked' WHERE id = $1", revoked)
+    items = [
+        finished(first),
+        finished(assigned, recipient["id"]),
+        finished(revoked),
+        finished(last),
+    ]
+    async with conn.transaction():
+        tallies = await RecordGenerated(BASE_URL)(conn, items)
+
+    assert [[(t.kind, t.counts) for t in tally or ()] for tally in tallies] == [
+        [("batch", (1, 0))],
+        [("batch", (1, 0))],
+        [],
+        [("batch", (1, 0))],
+    ]
+    statuses = await conn.fetch(
+        "SELECT id, status, recipient_id, assigned_at IS NOT NULL AS assigned,"
+        " verified_pdf_key FROM certificates ORDER BY id"
+    )
+    assert [(r["status"], r["recipient_id"], r["assigned"]) for r in statuses] == [
+        ("generated", None, False),
+        ("generated", recipient["id"], True),
+        ("revoked", None, False),
+        ("generated", None, False),
+    ]
+    assert statuses[3]["verified_pdf_key"] == f"certificates/{last}.pdf"
+    codes = await conn.fetch("SELECT certificate_id FROM certificate_codes ORDER BY 1")
+    assert [r["certificate_id"] for r in codes] == [first, assigned, last]
+    outbox = await conn.fetch("SELECT certificate_id, message_id FROM email_outbox ORDER BY 1")
+    assert [(r["certificate_id"], r["message_id"]) for r in outbox] == [
+        (first, f"<certificate-{first}@vault.test>"),
+        (last, f"<certificate-{last}@vault.test>"),
+    ]
+    email_jobs = await conn.fetch("SELECT ref_id FROM jobs WHERE kind = 'email.send' ORDER BY 1")
+    outbox_ids = await conn.fetch("SELECT id FROM email_outbox ORDER BY 1")
+    assert [r["ref_id"] for r in email_jobs] == [r["id"] for r in outbox_ids]
+
+
+async def test_recording_again_writes_nothing_twice(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    """A second run (a stale worker's flush, say) finds them generated: no tally, one outbox
+    row and one email job each."""
+    ids = await processing_certificates(client, make_token, conn, 2)
+    record = RecordGenerated(BASE_URL)
+    await record(conn, [finished(n) for n in ids])
+    assert await record(conn, [finished(n) for n in ids]) == [None, None]
+    assert await conn.fetchval("SELECT count(*) FROM email_outbox") == 2
+    assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'email.send'") == 2
+
+
+async def test_a_certificate_twice_in_one_group_is_refused(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    """The flush then records them one at a time: the second finds it generated already."""
+    [certificate_id] = await processing_certificates(client, make_token, conn, 1)
+    with pytest.raises(ValueError, match="twice"):
+        await RecordGenerated(BASE_URL)(conn, [finished(certificate_id)] * 2)
+    assert await conn.fetchval("SELECT count(*) FROM email_outbox") == 0
