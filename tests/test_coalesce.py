@@ -33,6 +33,22 @@ class Recorder:
         return [key * 10 for key in keys]
 
 
+Caller = asyncio.Future[int]
+
+
+async def one_running_two_waiting() -> tuple[Recorder, Caller, list[Caller]]:
+    """A held lookup of key 1 under way, and callers of 2 and 3 arrived since."""
+    lookup = Recorder()
+    lookup.release.clear()
+    coalesced = Coalesced(lookup)
+    running = asyncio.ensure_future(coalesced(1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    waiting = [asyncio.ensure_future(coalesced(n)) for n in (2, 3)]
+    await asyncio.sleep(0)
+    return lookup, running, waiting
+
+
 async def test_calls_of_one_turn_share_one_lookup() -> None:
     lookup = Recorder()
     coalesced = Coalesced(lookup)
@@ -41,14 +57,7 @@ async def test_calls_of_one_turn_share_one_lookup() -> None:
 
 
 async def test_calls_made_while_a_lookup_runs_share_the_next() -> None:
-    lookup = Recorder()
-    lookup.release.clear()
-    coalesced = Coalesced(lookup)
-    first = asyncio.ensure_future(coalesced(1))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    later = [asyncio.ensure_future(coalesced(n)) for n in (2, 3)]
-    await asyncio.sleep(0)
+    lookup, first, later = await one_running_two_waiting()
     assert lookup.calls == [[1]]
     lookup.release.set()
     assert await asyncio.gather(first, *later) == [10, 20, 30]
@@ -87,14 +96,7 @@ async def test_a_lookup_answering_the_wrong_count_fails_its_calls() -> None:
 
 
 async def test_a_cancelled_caller_leaves_the_others_their_answer() -> None:
-    lookup = Recorder()
-    lookup.release.clear()
-    coalesced = Coalesced(lookup)
-    running = asyncio.ensure_future(coalesced(1))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    waiting = [asyncio.ensure_future(coalesced(n)) for n in (2, 3)]
-    await asyncio.sleep(0)
+    lookup, running, waiting = await one_running_two_waiting()
     running.cancel()
     waiting[0].cancel()  # not sent yet: dropped from the next lookup
     lookup.release.set()

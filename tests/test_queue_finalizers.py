@@ -39,13 +39,8 @@ async def test_grouped_finalizers_of_a_flush_are_written_in_one_call(
 ) -> None:
     """Four ``Grouped`` finalizers with equal writers: one call with the four items, in the
     flush's order, each item's tallies counted."""
-    await conn.execute("CREATE TABLE effects (ref_id bigint, attempt int)")
     calls: list[list[int]] = []
-
-    async def write(conn: Connection, items: Sequence[tuple[int, int]]) -> list[Tallies]:
-        calls.append([ref_id for ref_id, _ in items])
-        await conn.executemany("INSERT INTO effects VALUES ($1, $2)", items)
-        return [None] * len(items)
+    write = await recording_writer(conn, calls)
 
     async def run(ctx: JobContext) -> Finalizer:
         assert ctx.ref_id is not None
@@ -61,15 +56,8 @@ async def test_a_failing_group_is_written_again_one_job_at_a_time(
     """The group's call fails (one item is bad): it is rolled back, and each job's finalizer
     runs as a group of one, so the three good ones land on their first attempt and the bad
     one is retried alone."""
-    await conn.execute("CREATE TABLE effects (ref_id bigint, attempt int)")
     calls: list[list[int]] = []
-
-    async def write(conn: Connection, items: Sequence[tuple[int, int]]) -> list[Tallies]:
-        calls.append([ref_id for ref_id, _ in items])
-        await conn.executemany("INSERT INTO effects VALUES ($1, $2)", items)
-        if (1, 1) in items:
-            raise RuntimeError("a bad item")
-        return [None] * len(items)
+    write = await recording_writer(conn, calls, bad=(1, 1))
 
     async def run(ctx: JobContext) -> Finalizer:
         assert ctx.ref_id is not None
@@ -83,27 +71,18 @@ async def test_a_failing_group_is_written_again_one_job_at_a_time(
 async def test_finalizers_of_different_writers_group_apart(
     conn: asyncpg.Connection, dsn: str
 ) -> None:
-    """Even and odd jobs name different writers (plain finalizers never group): two calls of
-    two items, in the order of their first job."""
-    await conn.execute("CREATE TABLE effects (ref_id bigint, attempt int)")
-    calls: list[tuple[str, list[int]]] = []
-
-    def writer(name: str) -> GroupWriter[tuple[int, int]]:
-        async def write(conn: Connection, items: Sequence[tuple[int, int]]) -> list[Tallies]:
-            calls.append((name, [ref_id for ref_id, _ in items]))
-            await conn.executemany("INSERT INTO effects VALUES ($1, $2)", items)
-            return [None] * len(items)
-
-        return write
-
-    even, odd = writer("even"), writer("odd")
+    """Even and odd jobs name different writers: two calls of two items."""
+    even_calls: list[list[int]] = []
+    odd_calls: list[list[int]] = []
+    even = await recording_writer(conn, even_calls)
+    odd = await recording_writer(conn, odd_calls, table_exists=True)
 
     async def run(ctx: JobContext) -> Finalizer:
         assert ctx.ref_id is not None
         return Grouped(odd if ctx.ref_id % 2 else even, (ctx.ref_id, ctx.attempt))
 
     assert await four_jobs_in_one_flush(conn, dsn, run) == [(0, 1), (1, 1), (2, 1), (3, 1)]
-    assert calls == [("even", [0, 2]), ("odd", [1, 3])]
+    assert (even_calls, odd_calls) == ([[0, 2]], [[1, 3]])
 
 
 async def test_jobs_without_a_finalizer_do_not_break_up_the_group(
@@ -111,13 +90,8 @@ async def test_jobs_without_a_finalizer_do_not_break_up_the_group(
 ) -> None:
     """Two jobs have nothing to finalize (an email already sent, say): the other two are still
     written in one call."""
-    await conn.execute("CREATE TABLE effects (ref_id bigint, attempt int)")
     calls: list[list[int]] = []
-
-    async def write(conn: Connection, items: Sequence[tuple[int, int]]) -> list[Tallies]:
-        calls.append([ref_id for ref_id, _ in items])
-        await conn.executemany("INSERT INTO effects VALUES ($1, $2)", items)
-        return [None] * len(items)
+    write = await recording_writer(conn, calls)
 
     async def run(ctx: JobContext) -> Finalizer | None:
         assert ctx.ref_id is not None
@@ -125,3 +99,25 @@ async def test_jobs_without_a_finalizer_do_not_break_up_the_group(
 
     assert await four_jobs_in_one_flush(conn, dsn, run) == [(1, 1), (3, 1)]
     assert calls == [[1, 3]]
+
+
+async def recording_writer(
+    conn: asyncpg.Connection,
+    calls: list[list[int]],
+    *,
+    bad: tuple[int, int] | None = None,
+    table_exists: bool = False,
+) -> GroupWriter[tuple[int, int]]:
+    """A group writer that records each call's ref ids and leaves (ref_id, attempt) rows in
+    ``effects``; a group holding ``bad`` fails after writing."""
+    if not table_exists:
+        await conn.execute("CREATE TABLE effects (ref_id bigint, attempt int)")
+
+    async def write(conn: Connection, items: Sequence[tuple[int, int]]) -> list[Tallies]:
+        calls.append([ref_id for ref_id, _ in items])
+        await conn.executemany("INSERT INTO effects VALUES ($1, $2)", items)
+        if bad in items:
+            raise RuntimeError("a bad item")
+        return [None] * len(items)
+
+    return write
