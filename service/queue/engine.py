@@ -66,7 +66,7 @@ class Engine:
         self._reclaimed_at = 0.0
         write_lock = asyncio.Lock()  # heartbeats and acks never interleave
         self._acks = AckBuffer(
-            pool, config, write_lock=write_lock, on_written=self._written, urgent=self._starved
+            pool, config, write_lock=write_lock, on_written=self._written, urgent=self._acks_urgent
         )
         sweep_s = min(1.0, max(0.01, min(self._timeouts.values(), default=1.0) / 20))
         self._leases = LeaseKeeper(
@@ -159,6 +159,12 @@ class Engine:
     def _starved(self) -> bool:
         """Is claiming held back by slots that only wait for their ack?"""
         return self._free() < self._low_water
+
+    def _acks_urgent(self) -> bool:
+        """Flush at once only when claiming is held back and few jobs still run: while
+        enough run to keep the process busy, outcomes wait for the next flush and share it."""
+        running = len(self._held) - len(self._acks)
+        return self._starved() and running < self._low_water
 
     async def _fetch_loop(self) -> None:
         failures = 0
