@@ -22,6 +22,9 @@ from service.cli import issue_token
 from service.config import Settings
 from service.data import institutions as institution_data
 
+# The webhook transport tests' receivers, sessions and doubles, shared by their three modules.
+from tests.webhook_helpers import guarded, no_connect, receiver, receiver_v6, session  # noqa: F401
+
 if TYPE_CHECKING:
     from tests.drill_helpers import PrivatePostgres, Processes
 
