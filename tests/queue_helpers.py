@@ -116,3 +116,8 @@ async def assert_done_exactly_once(conn: asyncpg.Connection, ref_ids: Sequence[i
 
 def sample(registry: CollectorRegistry, name: str, kind: str) -> float:
     return registry.get_sample_value(name, {"kind": kind}) or 0.0
+
+
+async def equals(value: float, expected: float) -> bool:
+    """For ``wait_until(lambda: equals(...))`` on a plain value."""
+    return value == expected

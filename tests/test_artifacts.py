@@ -10,76 +10,34 @@ import hashlib
 import io
 import pickle
 import re
-import struct
-import zlib
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from xml.etree import ElementTree
 
 import pikepdf
-import pypdfium2 as pdfium
 import pytest
 import zxingcpp
-from PIL import Image, ImageChops, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from service.artifacts import (
     REFERENCE_ID_RE,
     ArtifactError,
-    Artifacts,
-    codes,
     new_reference_id,
     render_artifacts,
 )
 from tests import samples
-
-REFERENCE_ID = "VEC-IC-2025ABCDEF0123456"
-VERIFY_URL = f"https://vault.example.test/verify/{REFERENCE_ID}"
-INSTITUTION = "Universität Zürich - Faculty of Science"
-PDF, PNG, JPEG = "application/pdf", "image/png", "image/jpeg"
-SVG_NS = "{http://www.w3.org/2000/svg}"
-
-
-def render(original: bytes, mime_type: str = PDF, **overrides: str) -> Artifacts:
-    arguments = {
-        "reference_id": REFERENCE_ID,
-        "verify_url": VERIFY_URL,
-        "institution_name": INSTITUTION,
-        **overrides,
-    }
-    return render_artifacts(original, mime_type, **arguments)
-
-
-def page_count(pdf: bytes) -> int:
-    with pikepdf.open(io.BytesIO(pdf)) as document:
-        count = len(document.pages)
-    with closing(pdfium.PdfDocument(pdf)) as document:
-        assert len(document) == count
-    return count
-
-
-def assert_stamp(image: Image.Image) -> None:
-    """Both codes decode, upright, and sit in the bottom-right quadrant of the image."""
-    codes_found = samples.read_codes(image)
-    assert codes_found["QRCode"].text == VERIFY_URL
-    assert codes_found["Code128"].text == REFERENCE_ID
-    for result in codes_found.values():
-        assert result.orientation == 0
-        position = result.position
-        for point in (position.top_left, position.bottom_right):
-            assert point.x > image.width / 2
-            assert point.y > image.height / 2
-
-
-def assert_centre_unchanged(original: bytes, stamped: bytes) -> None:
-    before, after = samples.render_page(original), samples.render_page(stamped)
-    assert before.size == after.size
-    width, height = before.size
-    centre = (width // 4, height // 4, width * 3 // 4, height * 3 // 4)
-    difference = ImageChops.difference(before.crop(centre), after.crop(centre))
-    assert difference.getbbox() is None
-
+from tests.artifact_helpers import (
+    INSTITUTION,
+    PNG,
+    REFERENCE_ID,
+    SVG_NS,
+    VERIFY_URL,
+    assert_centre_unchanged,
+    assert_stamp,
+    page_count,
+    rasterize_qr_svg,
+    render,
+)
 
 # -- reference ids, QR and barcode SVGs ------------------------------------------------------
 
@@ -95,26 +53,6 @@ def test_reference_ids_have_the_contract_format_and_do_not_repeat() -> None:
     assert new_reference_id(2031).startswith("VEC-IC-2031")
     with pytest.raises(ValueError, match="4 digits"):
         new_reference_id(99)
-
-
-def rasterize_qr_svg(svg: bytes) -> Image.Image:
-    """Draw segno's SVG (horizontal stroked lines, ``M``/``m``/``h``) with Pillow."""
-    root = ElementTree.fromstring(svg)
-    line = next(path for path in root.iter(f"{SVG_NS}path") if path.get("class") == "qrline")
-    size = int(root.get("width", "0")) // codes.QR_SVG_SCALE
-    image = Image.new("L", (size * 8, size * 8), 255)
-    draw = ImageDraw.Draw(image)
-    x = y = 0.0
-    for command, numbers in re.findall(r"([Mmh])([-\d. ]+)", line.get("d", "")):
-        values = [float(value) for value in numbers.split()]
-        if command == "M":
-            x, y = values
-        elif command == "m":
-            x, y = x + values[0], y + values[1]
-        else:
-            draw.rectangle((x * 8, (y - 0.5) * 8, (x + values[0]) * 8 - 1, (y + 0.5) * 8 - 1), 0)
-            x += values[0]
-    return image
 
 
 def test_qr_svg_is_svg_and_decodes_to_the_verification_url() -> None:
@@ -315,171 +253,3 @@ def test_stamp_text_copes_with_any_institution_name_and_long_urls() -> None:
     text = samples.page_text(stamped)
     assert "(Tokyo) \\ Ünïcødé" in text
     assert samples.read_codes(samples.render_page(stamped))["QRCode"].text == long_url
-
-
-# -- image originals -------------------------------------------------------------------------
-
-
-@contextmanager
-def embedded_image(pdf: bytes) -> Iterator[pikepdf.Stream]:
-    """The page's image XObject, while its document is open."""
-    assert page_count(pdf) == 1
-    with pikepdf.open(io.BytesIO(pdf)) as document:
-        yield document.pages[0].resources.XObject.VecImage
-
-
-def assert_image_page(pdf: bytes, source_size: tuple[int, int]) -> None:
-    """The stamp decodes and lies in the band below the image, never on it."""
-    scale = 3
-    image = samples.render_page(pdf, scale=scale)
-    width, height = source_size
-    image_bottom = image.width * height / width  # the image spans the page's width, at the top
-    codes_found = samples.read_codes(image)
-    assert codes_found["QRCode"].text == VERIFY_URL
-    assert codes_found["Code128"].text == REFERENCE_ID
-    for result in codes_found.values():
-        assert result.position.top_left.y > image_bottom
-
-
-PNG_MODES = {
-    "rgb": ("RGB", lambda image: image.tobytes()),
-    "grey": ("L", lambda image: image.tobytes()),
-    "bilevel": ("1", lambda image: image.tobytes()),
-    "palette": ("P", lambda image: image.tobytes()),
-    "grey-16bit": ("I;16", lambda image: image.tobytes("raw", "I;16B")),
-}
-
-
-@pytest.mark.parametrize(("mode", "samples_of"), PNG_MODES.values(), ids=PNG_MODES.keys())
-def test_png_is_embedded_losslessly(mode: str, samples_of: object) -> None:
-    original = samples.make_png(640, 480, mode)
-    pdf = render(original, PNG).verified_pdf
-    assert_image_page(pdf, (640, 480))
-    with Image.open(io.BytesIO(original)) as source:
-        expected = samples_of(source)  # type: ignore[operator]
-        palette = source.getpalette() if mode == "P" else None
-    with embedded_image(pdf) as xobject:
-        # The PNG's own compressed data, read through PNG predictors: nothing re-encoded.
-        assert xobject.DecodeParms.Predictor == 15
-        assert xobject.read_bytes() == expected
-        if palette is not None:
-            lookup = bytes(xobject.ColorSpace[3])
-            assert lookup == bytes(palette[: len(lookup)])
-
-
-def _palette_with_transparency() -> bytes:
-    buffer = io.BytesIO()
-    samples.make_image(640, 480, "P").save(buffer, "PNG", transparency=0)
-    return buffer.getvalue()
-
-
-ALPHA_PNGS = {
-    "rgba": (samples.make_png(640, 480, "RGBA"), "RGB"),
-    "grey-alpha": (samples.make_png(640, 480, "LA"), "L"),
-    "palette-trns": (_palette_with_transparency(), "RGB"),
-}
-
-
-@pytest.mark.parametrize(("original", "colour_mode"), ALPHA_PNGS.values(), ids=ALPHA_PNGS.keys())
-def test_png_alpha_becomes_a_lossless_soft_mask(original: bytes, colour_mode: str) -> None:
-    pdf = render(original, PNG).verified_pdf
-    assert_image_page(pdf, (640, 480))
-    with Image.open(io.BytesIO(original)) as source:
-        with_alpha = source.convert(colour_mode + "A")
-        colour = with_alpha.convert(colour_mode).tobytes()
-        alpha = with_alpha.getchannel("A").tobytes()
-        assert len(set(alpha)) > 1
-    with embedded_image(pdf) as xobject:
-        assert xobject.read_bytes() == colour
-        assert xobject.SMask.read_bytes() == alpha
-
-
-def test_jpeg_is_embedded_as_is() -> None:
-    original = samples.make_jpeg(800, 600)
-    pdf = render(original, JPEG).verified_pdf
-    assert_image_page(pdf, (800, 600))
-    with embedded_image(pdf) as xobject:
-        assert xobject.Filter == pikepdf.Name.DCTDecode
-        assert xobject.read_raw_bytes() == original
-
-
-def test_cmyk_jpeg_keeps_its_colours() -> None:
-    original = samples.make_jpeg(400, 300, "CMYK")
-    pdf = render(original, JPEG).verified_pdf
-    with embedded_image(pdf) as xobject:
-        assert xobject.ColorSpace == pikepdf.Name.DeviceCMYK
-        assert xobject.read_raw_bytes() == original
-    image = samples.render_page(pdf, scale=1)
-    width = image.width
-    # Not inverted: the red and yellow quadrants stay red and yellow.
-    red = image.getpixel((int(width * 0.2), int(width * 0.75 * 0.2)))
-    yellow = image.getpixel((int(width * 0.8), int(width * 0.75 * 0.8)))
-    assert red[0] > 150 and red[1] < 120 and red[2] < 120
-    assert yellow[0] > 150 and yellow[1] > 150 and yellow[2] < 120
-
-
-@pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_jpeg_exif_orientation_is_applied(orientation: int) -> None:
-    original = samples.make_jpeg(400, 300, orientation=orientation)
-    pdf = render(original, JPEG).verified_pdf
-    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(original))).convert("RGB")
-    with pikepdf.open(io.BytesIO(pdf)) as document:
-        width, height = (float(value) for value in document.pages[0].mediabox[2:])
-    image = samples.render_page(pdf, scale=1)
-    image_h = width * upright.height / upright.width
-    assert abs(image.width - width) <= 1 and image.height == pytest.approx(height, abs=1)
-    for fx, fy in ((0.2, 0.2), (0.8, 0.2), (0.2, 0.8), (0.8, 0.8)):
-        expected = upright.getpixel((int(fx * upright.width), int(fy * upright.height)))
-        actual = image.getpixel((int(fx * width), int(fy * image_h)))
-        assert max(abs(a - b) for a, b in zip(actual, expected, strict=True)) < 40
-
-
-# -- originals that cannot be processed ------------------------------------------------------
-
-
-def _encrypted_pdf() -> bytes:
-    with pikepdf.open(io.BytesIO(samples.make_pdf())) as pdf:
-        buffer = io.BytesIO()
-        pdf.save(buffer, encryption=pikepdf.Encryption(user="secret", owner="secret"))
-    return buffer.getvalue()
-
-
-def _blank_pdf(pages: int) -> bytes:
-    with pikepdf.new() as pdf:
-        for _ in range(pages):
-            pdf.add_blank_page(page_size=(100, 100))
-        buffer = io.BytesIO()
-        pdf.save(buffer)
-    return buffer.getvalue()
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    data = bytearray(samples.make_png(8, 8))
-    header = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = header
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
-    return bytes(data)
-
-
-BAD_ORIGINALS = {
-    "not-a-pdf": (b"hello, I am plain text", PDF, "could not be read"),
-    "pdf-header-only": (b"%PDF-1.7\n", PDF, "could not be read"),
-    "pdf-password": (_encrypted_pdf(), PDF, "password"),
-    "pdf-too-many-pages": (_blank_pdf(1001), PDF, "more than 1000 pages"),
-    "png-garbage": (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, PNG, "could not be read"),
-    "png-truncated": (samples.make_png(300, 300, noise=True)[:5000], PNG, "could not be read"),
-    "png-bomb": (_png_claiming(60_000, 60_000), PNG, "too large"),
-    "jpeg-truncated": (samples.make_jpeg(300, 300, noise=True)[:3000], JPEG, "could not be read"),
-    "jpeg-is-png": (samples.make_png(30, 30), JPEG, "could not be read"),
-    "gif": (b"GIF89a" + b"\x00" * 20, "image/gif", "Unsupported file type"),
-}
-
-
-@pytest.mark.parametrize(
-    ("data", "mime_type", "message"), BAD_ORIGINALS.values(), ids=BAD_ORIGINALS.keys()
-)
-def test_unprocessable_originals_raise_artifact_error(
-    data: bytes, mime_type: str, message: str
-) -> None:
-    with pytest.raises(ArtifactError, match=message):
-        render(data, mime_type)

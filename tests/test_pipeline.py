@@ -19,9 +19,9 @@ from yarl import URL
 
 from service.app import create_app
 from service.config import Settings
+from tests.artifact_helpers import rasterize_qr_svg
 from tests.conftest import TokenFactory, bearer
 from tests.samples import make_jpeg, make_pdf, make_png
-from tests.test_artifacts import rasterize_qr_svg
 from tests.vault_helpers import BULK_URL, entry, upload, wait_for_batch
 
 

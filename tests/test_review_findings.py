@@ -13,8 +13,8 @@ from service.artifacts import ArtifactError
 from service.artifacts.verified import page_rotation
 from service.pipeline import mail_domain
 from tests import samples
-from tests.test_artifacts import assert_stamp
-from tests.test_artifacts import render as artifacts_render
+from tests.artifact_helpers import assert_stamp
+from tests.artifact_helpers import render as artifacts_render
 
 
 def edited(original: bytes, edit: Callable[[pikepdf.Pdf], None]) -> bytes:
