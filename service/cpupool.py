@@ -10,13 +10,13 @@ calls waiting in that lane are sent again to the new process, in order (they nev
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ParamSpec, TypeVar
+
+from service.worker_process import WorkerProcess
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,35 +39,36 @@ class _Lane:
     """One process and the calls sent to it, in the order it takes them."""
 
     def __init__(self) -> None:
-        self.executor = _open()
+        self.process = WorkerProcess()
         self.calls: list[_Call] = []
         self.closed = False
 
     def send(self, work: Callable[[], Any]) -> _Call:
         previous = self.calls[-1].done if self.calls else None
-        call = _Call(work, _submit(self.executor, work), previous)
+        call = _Call(work, self.process.submit(work), previous)
         self.calls.append(call)
         return call
 
     def replace(self, *, kill: bool) -> None:
         """A new process; the calls that had not started are sent to it, in their order.
         Once the pool is closed, only the old one is stopped."""
-        old = self.executor
+        old = self.process
         if kill:
-            _kill(old)
-        old.shutdown(wait=False, cancel_futures=True)
+            old.kill()
+        old.close()
         for call in self.calls:
             _forget(call.future)
         if self.closed:
             return
-        self.executor = _open()
+        self.process = WorkerProcess()
         for call in self.calls:
             if not call.started:
-                call.future = _submit(self.executor, call.work)
+                call.future = self.process.submit(call.work)
 
     def close(self) -> None:
         self.closed = True
-        _kill(self.executor)  # what still runs here is an abandoned call's: no one waits for it
+        self.process.kill()  # what still runs here is an abandoned call's: no one waits for it
+        self.process.close()
         for call in self.calls:
             _forget(call.future)
 
@@ -137,7 +138,7 @@ class CpuPool:
             orphan.cancel()
         await asyncio.gather(*orphans, return_exceptions=True)
         for lane in self._lanes:
-            await asyncio.to_thread(lane.executor.shutdown, wait=True, cancel_futures=True)
+            await lane.process.wait()
 
 
 async def _take_turn(lane: _Lane, call: _Call, timeout_s: float | None) -> Any:
@@ -174,35 +175,11 @@ def _loop() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
 
 
-def _open() -> ProcessPoolExecutor:
-    # forkserver: the workers inherit none of this process's threads, event loop or sockets.
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=1, mp_context=context)
-
-
 def _process_stopped(future: asyncio.Future[Any]) -> bool:
     """Failed before its turn: never sent (cancelled), or its process is gone."""
     if not future.done():
         return False
     return future.cancelled() or isinstance(future.exception(), BrokenProcessPool)
-
-
-def _kill(executor: ProcessPoolExecutor) -> None:
-    # no public API stops a running task; the processes are the executor's own
-    for process in list(getattr(executor, "_processes", {}).values()):
-        process.kill()
-
-
-def _submit(executor: ProcessPoolExecutor, work: Callable[[], T]) -> asyncio.Future[T]:
-    loop = _loop()
-    try:
-        return loop.run_in_executor(executor, work)
-    except BrokenProcessPool:
-        # Its process has just stopped: the call running there replaces it and sends this one
-        # again; with none running, this call finds the future cancelled on its turn.
-        future: asyncio.Future[T] = loop.create_future()
-        future.cancel()
-        return future
 
 
 def _forget(future: asyncio.Future[Any]) -> None:

@@ -152,8 +152,9 @@ def _exit_after(seconds: float) -> None:
 
 def _pid_of_the_sleeper(pool: CpuPool) -> int:
     """The pid of the pool's one process, now running the abandoned sleep."""
-    processes: dict[int, object] = getattr(pool._lanes[0].executor, "_processes", {})
-    return next(iter(processes))
+    pid = pool._lanes[0].process.pid
+    assert pid is not None
+    return pid
 
 
 def _alive(pid: int) -> bool:
