@@ -36,12 +36,20 @@ class _Call:
 
 
 class _Lane:
-    """One process and the calls sent to it, in the order it takes them."""
+    """One process and the calls sent to it, in the order it takes them. The process starts
+    with the first call (an API-only replica never starts its render processes)."""
 
     def __init__(self) -> None:
-        self.process = WorkerProcess()
+        self._process: WorkerProcess | None = None
+        self._stopped: WorkerProcess | None = None
         self.calls: list[_Call] = []
         self.closed = False
+
+    @property
+    def process(self) -> WorkerProcess:
+        if self._process is None:
+            self._process = WorkerProcess()
+        return self._process
 
     def send(self, work: Callable[[], Any]) -> _Call:
         previous = self.calls[-1].done if self.calls else None
@@ -52,25 +60,35 @@ class _Lane:
     def replace(self, *, kill: bool) -> None:
         """A new process; the calls that had not started are sent to it, in their order.
         Once the pool is closed, only the old one is stopped."""
-        old = self.process
-        if kill:
-            old.kill()
-        old.close()
+        self._stop(kill=kill)
         for call in self.calls:
             _forget(call.future)
         if self.closed:
             return
-        self.process = WorkerProcess()
         for call in self.calls:
             if not call.started:
                 call.future = self.process.submit(call.work)
 
     def close(self) -> None:
         self.closed = True
-        self.process.kill()  # what still runs here is an abandoned call's: no one waits for it
-        self.process.close()
+        # what still runs here is an abandoned call's: no one waits for it
+        self._stop(kill=True)
         for call in self.calls:
             _forget(call.future)
+
+    async def wait(self) -> None:
+        """Until the last process is gone (after ``close``)."""
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    def _stop(self, *, kill: bool) -> None:
+        old, self._process = self._process, None
+        if old is None:
+            return
+        if kill:
+            old.kill()
+        old.close()
+        self._stopped = old
 
 
 class CpuPool:
@@ -138,7 +156,7 @@ class CpuPool:
             orphan.cancel()
         await asyncio.gather(*orphans, return_exceptions=True)
         for lane in self._lanes:
-            await lane.process.wait()
+            await lane.wait()
 
 
 async def _take_turn(lane: _Lane, call: _Call, timeout_s: float | None) -> Any:
