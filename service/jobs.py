@@ -39,10 +39,7 @@ async def enqueue_processing(conn: Connection, *, certificate_ids: Sequence[int]
 
 
 async def enqueue_emails(conn: Connection, *, outbox_ids: Sequence[int]) -> None:
-    if outbox_ids:
-        await queue_store.enqueue_select(
-            conn, SEND_EMAIL, "SELECT unnest($2::bigint[])", list(outbox_ids)
-        )
+    await queue_store.enqueue_many(conn, SEND_EMAIL, ref_ids=outbox_ids)
 
 
 def job_types(deps: Deps) -> list[JobType]:

@@ -38,6 +38,11 @@ SELECT count(*), pg_notify('vault_jobs', '') FROM ins
 
 NOTIFY = "SELECT pg_notify('vault_jobs', '')"
 
+# Binary COPY is the fastest path for a big batch (~15 % faster than unnest for 10,000 rows),
+# but its notification is a second round trip and it cannot carry jsonb through the pool's
+# text codec: payload-less batches from this size only.
+COPY_FROM = 1000
+
 # Lease tokens are random, not from a sequence: claims commit asynchronously, and after a
 # PostgreSQL crash a sequence would hand a lost claim's tokens out again, to the same jobs,
 # letting the old holder's acks pass the fence.
@@ -153,13 +158,17 @@ async def enqueue_many(
         raise ValueError("payloads and ref_ids must have the same length")
     if not ref_ids:
         return 0
-    if payloads is not None:
+    if payloads is not None or len(ref_ids) < COPY_FROM:
         count: int = await conn.fetchval(
-            ENQUEUE_MANY, kind, list(ref_ids), list(payloads), run_at, priority, max_attempts
+            ENQUEUE_MANY,
+            kind,
+            list(ref_ids),
+            [None] * len(ref_ids) if payloads is None else list(payloads),
+            run_at,
+            priority,
+            max_attempts,
         )
         return count
-    # Binary COPY is the fastest path (~15 % faster than unnest for 10,000 rows) but cannot
-    # carry jsonb through the pool's text codec, hence payload-less jobs only.
     columns = ["kind", "ref_id", "priority", "max_attempts"]
     tail: tuple[Any, ...] = (priority, max_attempts)
     if run_at is not None:

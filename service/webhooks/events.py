@@ -148,7 +148,4 @@ async def queue_ping(conn: Connection, *, endpoint_id: int, endpoint_uuid: uuid.
 
 
 async def _enqueue(conn: Connection, delivery_ids: list[int]) -> None:
-    if len(delivery_ids) == 1:
-        await queue_store.enqueue(conn, DELIVER, ref_id=delivery_ids[0])
-    elif delivery_ids:
-        await queue_store.enqueue_many(conn, DELIVER, ref_ids=delivery_ids)
+    await queue_store.enqueue_many(conn, DELIVER, ref_ids=delivery_ids)
