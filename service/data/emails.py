@@ -44,7 +44,7 @@ async def mark_sent(conn: Connection, *, outbox_ids: Sequence[int]) -> None:
     await conn.execute(
         "UPDATE email_outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,"
         " error = NULL WHERE id = ANY($1::bigint[]) AND status IN ('pending', 'cancelled')",
-        sorted(outbox_ids),
+        list(outbox_ids),
     )
 
 
