@@ -19,7 +19,7 @@ from service.queue import store
 from service.queue.outcomes import MAX_ERROR_CHARS, Outcome, Result
 from service.queue.settle import finalize_together, settle
 from service.queue.tallies import TallyFailed, write_tallies
-from service.queue.types import EngineConfig, exponential_backoff, retry_pause
+from service.queue.types import EngineConfig, retry_pause
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,14 @@ async def write_outcomes(
 
 
 def _requeued(outcome: Outcome, error: str) -> Outcome:
-    ctx = outcome.job.ctx
-    delay = (outcome.job.job_type.backoff or exponential_backoff)(ctx.attempt)
-    # an exhausted job stays out of attempts: its next claim goes straight to on_exhausted
-    attempts = None if outcome.error is None else max(ctx.attempt, ctx.max_attempts)
-    # an exhausted job keeps its own error: on_exhausted records it (a certificate's reason)
+    job = outcome.job
+    # an exhausted job stays out of attempts, and keeps its own error: on_exhausted records it
+    # (a certificate's reason)
+    attempts = None if outcome.error is None else job.no_attempts_left()
     error = outcome.error or error
-    return Outcome(outcome.job, error=error[:MAX_ERROR_CHARS], retry_in_s=delay, attempts=attempts)
+    return Outcome(
+        job, error=error[:MAX_ERROR_CHARS], retry_in_s=job.backoff_s(), attempts=attempts
+    )
 
 
 async def _write_guarded(

@@ -30,6 +30,15 @@ class Claimed:
     timed_out: bool = False
     lost: bool = False  # the lease went to another worker
 
+    def backoff_s(self) -> float:
+        """The pause before its next attempt, after this one failed."""
+        return (self.job_type.backoff or exponential_backoff)(self.ctx.attempt)
+
+    def no_attempts_left(self) -> int:
+        """An attempt count that leaves it out of attempts, to requeue an exhausted job with:
+        its next claim goes straight to ``on_exhausted``."""
+        return max(self.ctx.attempt, self.ctx.max_attempts)
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -64,7 +73,7 @@ def failed(
     if permanent or ctx.attempt >= ctx.max_attempts:
         return Outcome(job, error=error)
     if retry_in_s is None:
-        retry_in_s = (job.job_type.backoff or exponential_backoff)(ctx.attempt)
+        retry_in_s = job.backoff_s()
     return Outcome(job, error=error, retry_in_s=retry_in_s)
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from service.data import Connection
 from service.queue.outcomes import Outcome, Result, Settled, describe, failed
-from service.queue.types import Grouped, Tallies, exponential_backoff
+from service.queue.types import Grouped, Tallies
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,8 @@ async def _exhaust(conn: Connection, outcome: Outcome, error: str, timeout_s: fl
     except Exception:
         # Keep the job, out of attempts: its next claim goes straight to on_exhausted.
         log.exception("on_exhausted of %s job %d failed", job.ctx.kind, job.ctx.job_id)
-        delay = (job.job_type.backoff or exponential_backoff)(job.ctx.attempt)
-        attempts = max(job.ctx.attempt, job.ctx.max_attempts)
-        return Result.RETRIED, replace(outcome, retry_in_s=delay, attempts=attempts), None
+        retried = replace(outcome, retry_in_s=job.backoff_s(), attempts=job.no_attempts_left())
+        return Result.RETRIED, retried, None
     return Result.EXHAUSTED, outcome, tallies
 
 
