@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from service.artifacts import ArtifactError, Artifacts, new_reference_id, render_artifacts
+from service.artifacts import ArtifactError, new_reference_id, render_artifacts
+from service.artifacts.on_disk import OriginalMissing, WrittenArtifacts, render_to_disk
 from service.coalesce import Coalesced
 from service.data import Connection
 from service.data import batches as batch_data
@@ -27,6 +28,7 @@ from service.data import emails as email_data
 from service.data import processing as processing_data
 from service.data import recipients as recipient_data
 from service.files.base import FileMissing, StorageError
+from service.files.local import LocalFileStore
 from service.jobs import Deps, enqueue_emails
 from service.mail.compose import ascii_domain, certificate_message_id
 from service.queue.types import (
@@ -69,48 +71,89 @@ def mail_domain(base_url: str) -> str:
     return FALLBACK_MAIL_DOMAIN
 
 
-async def load_original(deps: Deps, key: str) -> bytes:
+@contextlib.contextmanager
+def rendering_errors() -> Iterator[None]:
+    """What a failure to read, render or store a certificate's files means for its job."""
     try:
-        return await deps.files.get_bytes(key)
-    except FileMissing:
+        yield
+    except ArtifactError as exc:
+        raise PermanentFailure(str(exc)) from None
+    except (FileMissing, OriginalMissing):
         raise PermanentFailure("The original file is missing from storage.") from None
     except StorageError as exc:
         raise JobError(f"Storage unavailable: {exc}") from None
-
-
-async def render(deps: Deps, certificate: asyncpg.Record, original: bytes) -> Artifacts:
-    try:
-        return await deps.cpu.run_limited(
-            render_timeout_s(deps),
-            render_artifacts,
-            original,
-            certificate["original_mime"],
-            reference_id=certificate["reference_id"],
-            verify_url=verification_url(deps.settings.base_url, certificate["reference_id"]),
-            institution_name=certificate["institution_name"],
-        )
-    except ArtifactError as exc:
-        raise PermanentFailure(str(exc)) from None
     except TimeoutError:
         raise JobError("Rendering took too long and was stopped.") from None
     except BrokenProcessPool:
         raise JobError("The rendering process stopped; the certificate will be retried.") from None
 
 
-async def store(deps: Deps, uuid: str, artifacts: Artifacts) -> processing_data.GeneratedArtifacts:
-    """The verified PDF goes to the file store; the codes go to the database with the row."""
-    pdf_key = verified_pdf_key(uuid)
-    try:
-        await deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf")
-    except StorageError as exc:
-        raise JobError(f"Storage unavailable: {exc}") from None
+async def produce(deps: Deps, certificate: asyncpg.Record) -> processing_data.GeneratedArtifacts:
+    """The verified PDF in the file store, the codes for the database (stored with the row)."""
+    pdf_key = verified_pdf_key(str(certificate["uuid"]))
+    with rendering_errors():
+        if isinstance(deps.files, LocalFileStore):
+            written = await render_in_place(deps, deps.files, certificate, pdf_key)
+        else:
+            written = await render_and_store(deps, certificate, pdf_key)
     return processing_data.GeneratedArtifacts(
-        qr_code_svg=artifacts.qr_svg,
-        barcode_svg=artifacts.barcode_svg,
+        qr_code_svg=written.qr_svg,
+        barcode_svg=written.barcode_svg,
         verified_pdf_key=pdf_key,
+        verified_pdf_size=written.verified_pdf_size,
+        verified_pdf_sha256=written.verified_pdf_sha256,
+    )
+
+
+async def render_in_place(
+    deps: Deps, files: LocalFileStore, certificate: asyncpg.Record, pdf_key: str
+) -> WrittenArtifacts:
+    """Files on this machine: the render process reads the original and writes the PDF
+    (``artifacts.on_disk``); the PDF is made durable here, before anything records it."""
+    async with deps.cpu.slots:
+        written = await deps.cpu.run_limited(
+            render_timeout_s(deps),
+            render_to_disk,
+            files.root,
+            certificate["original_key"],
+            pdf_key,
+            certificate["original_mime"],
+            **stamp_fields(deps, certificate),
+        )
+    await files.make_durable(pdf_key)
+    return written
+
+
+async def render_and_store(
+    deps: Deps, certificate: asyncpg.Record, pdf_key: str
+) -> WrittenArtifacts:
+    """Remote storage (S3): the original comes here, goes to a render process, and its PDF
+    comes back to be stored."""
+    async with deps.cpu.slots:  # an original is read only when a render process is near
+        original = await deps.files.get_bytes(certificate["original_key"])
+        artifacts = await deps.cpu.run_limited(
+            render_timeout_s(deps),
+            render_artifacts,
+            original,
+            certificate["original_mime"],
+            **stamp_fields(deps, certificate),
+        )
+    await deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf")
+    return WrittenArtifacts(
+        qr_svg=artifacts.qr_svg,
+        barcode_svg=artifacts.barcode_svg,
         verified_pdf_size=len(artifacts.verified_pdf),
         verified_pdf_sha256=artifacts.verified_pdf_sha256,
     )
+
+
+def stamp_fields(deps: Deps, certificate: asyncpg.Record) -> dict[str, str]:
+    reference_id: str = certificate["reference_id"]
+    return {
+        "reference_id": reference_id,
+        "verify_url": verification_url(deps.settings.base_url, reference_id),
+        "institution_name": certificate["institution_name"],
+    }
 
 
 async def start_many(deps: Deps, certificate_ids: list[int]) -> list[asyncpg.Record | None]:
@@ -197,16 +240,12 @@ class CertificateJobs:
         certificate = await self._start(ctx.ref_id)
         if certificate is None:
             return None  # no longer pending or processing (generated, revoked): nothing to do
-        async with deps.cpu.slots:  # an original is read only when a render process is near
-            original = await load_original(deps, certificate["original_key"])
-            artifacts = await render(deps, certificate, original)
-        uuid = str(certificate["uuid"])
-        stored = await store(deps, uuid, artifacts)
+        stored = await produce(deps, certificate)
         recipient_id = await self._recipient(certificate["applicant_email"])
         generated = processing_data.Generated(
             certificate_id=ctx.ref_id, artifacts=stored, recipient_id=recipient_id
         )
-        message_id = certificate_message_id(uuid, self._mail_domain)
+        message_id = certificate_message_id(str(certificate["uuid"]), self._mail_domain)
         return Grouped(self._record, Finished(generated=generated, message_id=message_id))
 
 

@@ -35,6 +35,17 @@ class LocalFileStore:
         validate_key(key)
         return self.root / key
 
+    def path(self, key: str) -> Path:
+        """Where the file of ``key`` lives, for work another process on this machine does on
+        it (``write_unsynced`` there, then ``make_durable`` here)."""
+        return self._path(key)
+
+    async def make_durable(self, key: str) -> None:
+        """Fsync a file another process wrote with ``write_unsynced``, and the directories up
+        to the root (it may have created them): after this a crash cannot lose it."""
+        path = self._path(key)
+        await asyncio.to_thread(_call, key, "sync", lambda: _sync_up_to(path, self.root))
+
     async def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
         await asyncio.to_thread(_write_atomic, target, key, lambda out: _copy_from(path, out))
@@ -158,13 +169,15 @@ def _replace(
     *,
     prefix: str = ".tmp-",
     suffix: str = ".part",
+    sync: bool = True,
 ) -> None:
     fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)
             out.flush()
-            os.fsync(out.fileno())
+            if sync:
+                os.fsync(out.fileno())
         os.replace(temp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -172,8 +185,37 @@ def _replace(
         raise
 
 
+def read_local(root: Path, key: str) -> bytes:
+    """The file under ``key`` in the local store at ``root``, for another process."""
+    validate_key(key)
+    return _call(key, "read", (root / key).read_bytes)
+
+
+def write_unsynced(root: Path, key: str, data: bytes) -> None:
+    """Write ``data`` under ``key`` atomically (temp sibling, rename), without fsync: for a
+    render process, whose caller makes it durable (``LocalFileStore.make_durable``) before it
+    records it. Blocking on fsync here would leave a core idle."""
+    validate_key(key)
+    target = root / key
+    with _storage_errors(key, "write"):
+        _make_directory(target.parent)
+        _replace(target, _writer(data), sync=False)
+
+
+def _sync_up_to(path: Path, root: Path) -> None:
+    _fsync(path, os.O_RDONLY)
+    for directory in path.parents:
+        _fsync_directory(directory)
+        if directory == root:
+            break
+
+
 def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
