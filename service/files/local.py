@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -41,10 +42,10 @@ class LocalFileStore:
         return self._path(key)
 
     async def make_durable(self, key: str) -> None:
-        """Fsync a file another process wrote with ``write_unsynced``, and the directories up
-        to the root (it may have created them): after this a crash cannot lose it."""
-        path = self._path(key)
-        await asyncio.to_thread(_call, key, "sync", lambda: _sync_up_to(path, self.root))
+        """Fsync a file another process wrote with ``write_unsynced``, and its directory:
+        after this a crash cannot lose it."""
+        path = str(self._path(key))
+        await asyncio.to_thread(_call, key, "sync", partial(_sync_with_directory, path))
 
     async def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
@@ -194,27 +195,26 @@ def read_local(root: Path, key: str) -> bytes:
 def write_unsynced(root: Path, key: str, data: bytes) -> None:
     """Write ``data`` under ``key`` atomically (temp sibling, rename), without fsync: for a
     render process, whose caller makes it durable (``LocalFileStore.make_durable``) before it
-    records it. Blocking on fsync here would leave a core idle."""
+    records it. Blocking on fsync here would leave a core idle, but for a directory it had to
+    create (rare: keys share few directories), made durable here so the caller need not know."""
     validate_key(key)
     target = root / key
     with _storage_errors(key, "write"):
-        _make_directory(target.parent)
+        for directory in _make_directory(target.parent):
+            _fsync_directory(directory)
         _replace(target, _writer(data), sync=False)
 
 
-def _sync_up_to(path: Path, root: Path) -> None:
+def _sync_with_directory(path: str) -> None:
     _fsync(path, os.O_RDONLY)
-    for directory in path.parents:
-        _fsync_directory(directory)
-        if directory == root:
-            break
+    _fsync(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
 
 
 def _fsync_directory(directory: Path) -> None:
     _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
 
 
-def _fsync(path: Path, flags: int) -> None:
+def _fsync(path: Path | str, flags: int) -> None:
     fd = os.open(path, flags)
     try:
         os.fsync(fd)
