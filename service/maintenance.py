@@ -1,5 +1,5 @@
-"""Periodic housekeeping, safe in every replica at once: expired uploads, orphan files, old
-rate-limit windows and idempotency keys."""
+"""Periodic housekeeping, safe in every replica at once: expired uploads, orphan files,
+unpublished renders, old rate-limit windows and idempotency keys."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from service.data import certificates as certificate_data
 from service.data import idempotency as key_data
 from service.data import webhooks as webhook_data
 from service.files.base import FileStore, StorageError
+from service.files.local import LocalFileStore
 from service.keys import POOL, SETTINGS
 from service.resources import FILES
 from service.uploads import sweep_expired, sweep_file_intents
@@ -25,6 +26,9 @@ from service.uploads import sweep_expired, sweep_file_intents
 log = logging.getLogger(__name__)
 WEBHOOK_PURGE_BATCH = 10_000
 TRANSIENT = (*DATABASE_ERRORS, StorageError)
+# A render's pending file lives milliseconds; one its job abandoned is done within the job's
+# time limit. An hour is far beyond both.
+PENDING_AGE_S = 3600
 
 
 async def _until_done(purge: Callable[[], Awaitable[int]], batch: int) -> int:
@@ -66,11 +70,14 @@ async def run_once(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> 
 
     swept = await guarded("expired uploads", lambda: sweep_expired(pool, files))
     swept += await guarded("orphan files", lambda: sweep_file_intents(pool, files))
+    if isinstance(files, LocalFileStore):
+        swept += await guarded("unpublished renders", lambda: files.sweep_pending(PENDING_AGE_S))
     async with pool.acquire() as conn:
         windows, deliveries, keys = await purge(conn)
     if swept or keys or deliveries:
         log.info(
-            "housekeeping: %d expired uploads and orphan files, %d idempotency keys,"
+            "housekeeping: %d expired uploads, orphan files and unpublished renders,"
+            " %d idempotency keys,"
             " %d rate windows, %d old webhook deliveries",
             swept,
             keys,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from service.artifacts import ArtifactError, new_reference_id, render_artifacts
-from service.artifacts.on_disk import OriginalMissing, WrittenArtifacts, render_to_disk
+from service.artifacts.on_disk import OriginalMissing, render_to_disk
 from service.coalesce import Coalesced
 from service.data import Connection
 from service.data import batches as batch_data
@@ -93,40 +93,37 @@ async def produce(deps: Deps, certificate: asyncpg.Record) -> processing_data.Ge
     pdf_key = verified_pdf_key(str(certificate["uuid"]))
     with rendering_errors():
         if isinstance(deps.files, LocalFileStore):
-            written = await render_in_place(deps, deps.files, certificate, pdf_key)
-        else:
-            written = await render_and_store(deps, certificate, pdf_key)
-    return processing_data.GeneratedArtifacts(
-        qr_code_svg=written.qr_svg,
-        barcode_svg=written.barcode_svg,
-        verified_pdf_key=pdf_key,
-        verified_pdf_size=written.verified_pdf_size,
-        verified_pdf_sha256=written.verified_pdf_sha256,
-    )
+            return await render_in_place(deps, deps.files, certificate, pdf_key)
+        return await render_and_store(deps, certificate, pdf_key)
 
 
 async def render_in_place(
     deps: Deps, files: LocalFileStore, certificate: asyncpg.Record, pdf_key: str
-) -> WrittenArtifacts:
+) -> processing_data.GeneratedArtifacts:
     """Files on this machine: the render process reads the original and writes the PDF
-    (``artifacts.on_disk``); the PDF is made durable here, before anything records it."""
-    async with deps.cpu.slots:
-        written = await deps.cpu.run_limited(
-            render_timeout_s(deps),
-            render_to_disk,
-            files.root,
-            certificate["original_key"],
-            pdf_key,
-            certificate["original_mime"],
-            **stamp_fields(deps, certificate),
-        )
-    await files.make_durable(pdf_key)
-    return written
+    (``artifacts.on_disk``); it is published under its key here, durably, by this job alone."""
+    rendered = await deps.cpu.run_limited(
+        render_timeout_s(deps),
+        render_to_disk,
+        files.root,
+        certificate["original_key"],
+        pdf_key,
+        certificate["original_mime"],
+        **stamp_fields(deps, certificate),
+    )
+    await files.publish(rendered.pending, pdf_key)
+    return processing_data.GeneratedArtifacts(
+        qr_code_svg=rendered.qr_svg,
+        barcode_svg=rendered.barcode_svg,
+        verified_pdf_key=pdf_key,
+        verified_pdf_size=rendered.verified_pdf_size,
+        verified_pdf_sha256=rendered.verified_pdf_sha256,
+    )
 
 
 async def render_and_store(
     deps: Deps, certificate: asyncpg.Record, pdf_key: str
-) -> WrittenArtifacts:
+) -> processing_data.GeneratedArtifacts:
     """Remote storage (S3): the original comes here, goes to a render process, and its PDF
     comes back to be stored."""
     async with deps.cpu.slots:  # an original is read only when a render process is near
@@ -139,9 +136,10 @@ async def render_and_store(
             **stamp_fields(deps, certificate),
         )
     await deps.files.put_bytes(pdf_key, artifacts.verified_pdf, "application/pdf")
-    return WrittenArtifacts(
-        qr_svg=artifacts.qr_svg,
+    return processing_data.GeneratedArtifacts(
+        qr_code_svg=artifacts.qr_svg,
         barcode_svg=artifacts.barcode_svg,
+        verified_pdf_key=pdf_key,
         verified_pdf_size=len(artifacts.verified_pdf),
         verified_pdf_sha256=artifacts.verified_pdf_sha256,
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import asyncpg
 from aiohttp.test_utils import TestClient
 
 from service import maintenance
+from service.files.local import PENDING_DIR, LocalFileStore, write_pending
 from service.keys import POOL, SETTINGS
 from service.resources import FILES
 from tests.conftest import TokenFactory
@@ -30,6 +34,16 @@ async def test_housekeeping_purges_expired_keys_and_rate_windows(
     await maintenance.run_once(client.app[POOL], client.app[FILES], client.app[SETTINGS])
     assert [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")] == ["fresh"]
     assert [r["subject"] for r in await conn.fetch("SELECT subject FROM rate_limits")] == ["new"]
+
+
+async def test_housekeeping_sweeps_renders_nobody_published(client: TestClient) -> None:
+    files: LocalFileStore = client.app[FILES]
+    abandoned = write_pending(files.root, "certificates/ab/a.pdf", b"%PDF-1.7")
+    running = write_pending(files.root, "certificates/ab/b.pdf", b"%PDF-1.7")
+    long_ago = time.time() - 2 * maintenance.PENDING_AGE_S
+    os.utime(files.root / PENDING_DIR / abandoned, (long_ago, long_ago))
+    await maintenance.run_once(client.app[POOL], files, client.app[SETTINGS])
+    assert [p.name for p in (files.root / PENDING_DIR).iterdir()] == [running]
 
 
 async def test_list_totals_follow_every_change_and_survive_compaction(

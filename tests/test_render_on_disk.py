@@ -1,9 +1,12 @@
 """Rendering in place on the local store: the render process reads the original and writes
-the verified PDF unsynced; the store then makes it durable."""
+the verified PDF as a pending file; the job publishes it under its key (fsync, rename, fsync
+the directory); a pending file nobody published is swept, never seen under a key."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pikepdf
@@ -13,7 +16,8 @@ from service.artifacts import ArtifactError
 from service.artifacts.on_disk import OriginalMissing, render_to_disk
 from service.cpupool import CpuPool
 from service.files import FileMissing, StorageError
-from service.files.local import LocalFileStore, read_local, write_unsynced
+from service.files import local as local_files
+from service.files.local import PENDING_DIR, LocalFileStore, read_local, write_pending
 from tests.samples import make_pdf
 from tests.test_files import MB, file_size_limit
 
@@ -22,35 +26,50 @@ STAMP = {
     "verify_url": "https://vault.example.test/verify/VEC-IC-2026ABCDEF0123456",
     "institution_name": "Example Institute",
 }
+KEY = "certificates/ab/a.pdf"
 
 
-async def test_a_render_process_writes_the_pdf_the_store_then_makes_durable(
-    tmp_path: Path,
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths fsynced in this process (through the local store's module)."""
+    paths: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(local_files.os, "fsync", recording_fsync)
+    return paths
+
+
+async def test_a_render_process_writes_a_pending_pdf_the_job_publishes_durably(
+    tmp_path: Path, synced: list[str]
 ) -> None:
     store = LocalFileStore(tmp_path / "files")
     await store.put_bytes("uploads/a.pdf", make_pdf(pages=3), "application/pdf")
     pool = CpuPool(1)
     try:
-        written = await pool.run(
-            render_to_disk,
-            store.root,
-            "uploads/a.pdf",
-            "certificates/ab/a.pdf",
-            "application/pdf",
-            **STAMP,
+        rendered = await pool.run(
+            render_to_disk, store.root, "uploads/a.pdf", KEY, "application/pdf", **STAMP
         )
     finally:
         await pool.close()
-    await store.make_durable("certificates/ab/a.pdf")
-    pdf = await store.get_bytes("certificates/ab/a.pdf")
+    assert not (store.root / "certificates").exists()  # nothing under a key before publishing
+    synced.clear()
+    await store.publish(rendered.pending, KEY)
+    target = store.root / KEY
+    assert synced[0].endswith(f"{PENDING_DIR}/{rendered.pending}")  # the data, before the rename
+    assert str(target.parent) in synced  # then the directory holding the new entry
+    pdf = await store.get_bytes(KEY)
     assert (len(pdf), hashlib.sha256(pdf).hexdigest()) == (
-        written.verified_pdf_size,
-        written.verified_pdf_sha256,
+        rendered.verified_pdf_size,
+        rendered.verified_pdf_sha256,
     )
-    assert written.qr_svg.lstrip().startswith(b"<?xml")
-    with pikepdf.open(store.path("certificates/ab/a.pdf")) as document:
+    assert rendered.qr_svg.lstrip().startswith(b"<?xml")
+    with pikepdf.open(target) as document:
         assert len(document.pages) == 3
-    assert [p.name for p in store.path("certificates/ab").iterdir()] == ["a.pdf"]  # no temp
+    assert list((store.root / PENDING_DIR).iterdir()) == []
 
 
 async def test_a_missing_original_is_its_own_error_across_processes(tmp_path: Path) -> None:
@@ -58,41 +77,65 @@ async def test_a_missing_original_is_its_own_error_across_processes(tmp_path: Pa
     try:
         with pytest.raises(OriginalMissing):
             await pool.run(
-                render_to_disk, tmp_path, "uploads/gone.pdf", "c/x.pdf", "application/pdf", **STAMP
+                render_to_disk, tmp_path, "uploads/gone.pdf", KEY, "application/pdf", **STAMP
             )
         (tmp_path / "uploads").mkdir()
         (tmp_path / "uploads" / "bad.pdf").write_bytes(b"%PDF-1.7 not really")
         with pytest.raises(ArtifactError):
             await pool.run(
-                render_to_disk, tmp_path, "uploads/bad.pdf", "c/x.pdf", "application/pdf", **STAMP
+                render_to_disk, tmp_path, "uploads/bad.pdf", KEY, "application/pdf", **STAMP
             )
     finally:
         await pool.close()
-    assert not (tmp_path / "c" / "x.pdf").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["uploads"]  # nothing written
 
 
-def test_unsynced_writes_are_atomic_and_name_only_the_key(tmp_path: Path) -> None:
-    write_unsynced(tmp_path, "certs/a.pdf", b"old content")
+def test_a_pending_write_that_fails_leaves_nothing_and_names_only_the_key(
+    tmp_path: Path,
+) -> None:
     with file_size_limit(MB), pytest.raises(StorageError) as caught:
-        write_unsynced(tmp_path, "certs/a.pdf", b"\0" * (2 * MB))
-    assert str(caught.value) == "Local storage: cannot write 'certs/a.pdf': File too large"
-    assert read_local(tmp_path, "certs/a.pdf") == b"old content"
-    assert [p.name for p in (tmp_path / "certs").iterdir()] == ["a.pdf"]
-    (tmp_path / "blocked").write_bytes(b"")
-    with pytest.raises(StorageError, match=r"^Local storage: cannot write 'blocked/b\.pdf'"):
-        write_unsynced(tmp_path, "blocked/b.pdf", b"x")
+        write_pending(tmp_path, KEY, b"\0" * (2 * MB))
+    assert str(caught.value) == f"Local storage: cannot write '{KEY}': File too large"
+    assert list((tmp_path / PENDING_DIR).iterdir()) == []
+    blocked = tmp_path / "blocked"
+    blocked.write_bytes(b"")
+    with pytest.raises(StorageError, match=r"^Local storage: cannot write 'x/b\.pdf'"):
+        write_pending(blocked, "x/b.pdf", b"x")
+
+
+async def test_publishing_replaces_the_file_and_a_failure_keeps_the_old_one(
+    tmp_path: Path,
+) -> None:
+    store = LocalFileStore(tmp_path)
+    await store.put_bytes(KEY, b"old content", "application/pdf")
+    await store.publish(write_pending(tmp_path, KEY, b"new content"), KEY)
+    assert await store.get_bytes(KEY) == b"new content"
+    with pytest.raises(StorageError, match=rf"^Local storage: cannot write '{KEY}'"):
+        await store.publish("tmpnever_written.part", KEY)  # swept, or never there
+    assert await store.get_bytes(KEY) == b"new content"
+    (tmp_path / "certificates" / "cd").write_bytes(b"in the way of a directory")
+    pending = write_pending(tmp_path, "certificates/cd/b.pdf", b"pdf")
+    with pytest.raises(StorageError, match="File exists"):
+        await store.publish(pending, "certificates/cd/b.pdf")
+    assert list((tmp_path / PENDING_DIR).iterdir()) == []  # published or not, it is gone
+    with pytest.raises(ValueError, match="Invalid pending file name"):
+        await store.publish("../../etc/passwd", KEY)
+
+
+async def test_housekeeping_sweeps_old_pending_files_only(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    old, fresh = write_pending(tmp_path, KEY, b"a"), write_pending(tmp_path, KEY, b"b")
+    hours_ago = time.time() - 7200
+    os.utime(tmp_path / PENDING_DIR / old, (hours_ago, hours_ago))
+    assert await store.sweep_pending(3600) == 1
+    assert [p.name for p in (tmp_path / PENDING_DIR).iterdir()] == [fresh]
+    assert await LocalFileStore(tmp_path / "empty").sweep_pending(3600) == 0
 
 
 def test_keys_are_checked_in_the_render_process_too(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Invalid storage key"):
         read_local(tmp_path, "../outside.pdf")
     with pytest.raises(ValueError, match="Invalid storage key"):
-        write_unsynced(tmp_path, "../outside.pdf", b"x")
+        write_pending(tmp_path, "../outside.pdf", b"x")
     with pytest.raises(FileMissing):
         read_local(tmp_path, "uploads/none.pdf")
-
-
-async def test_making_a_missing_file_durable_is_a_storage_error(tmp_path: Path) -> None:
-    store = LocalFileStore(tmp_path)
-    with pytest.raises(StorageError, match=r"cannot sync 'certificates/ab/none\.pdf'"):
-        await store.make_durable("certificates/ab/none.pdf")

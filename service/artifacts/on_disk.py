@@ -1,9 +1,10 @@
 """Rendering a certificate whose files are on this machine, inside the render process.
 
-The process reads the original and writes the verified PDF itself: neither file crosses the
-process boundary, and the service's event loop hands a thread one fsync per certificate
-(``LocalFileStore.make_durable``, before the certificate is recorded) instead of a read and a
-write. The PDF is not fsynced here: a render process waiting on the disk leaves a core idle.
+The process reads the original and writes the verified PDF as a pending file of the store
+itself: neither file crosses the process boundary, and the service hands a thread one call per
+certificate (``LocalFileStore.publish``: fsync, rename under its key, fsync the directory)
+instead of a read and a write. Only the job that publishes decides what the key holds: a render
+its job abandoned leaves a pending file, never a file under the key.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from service.artifacts import render_artifacts
 from service.files.base import FileMissing
-from service.files.local import read_local, write_unsynced
+from service.files.local import read_local, write_pending
 
 
 class OriginalMissing(Exception):
@@ -21,7 +22,8 @@ class OriginalMissing(Exception):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WrittenArtifacts:
+class RenderedToDisk:
+    pending: str  # the verified PDF's pending file, for ``LocalFileStore.publish``
     qr_svg: bytes
     barcode_svg: bytes
     verified_pdf_size: int
@@ -37,13 +39,14 @@ def render_to_disk(
     reference_id: str,
     verify_url: str,
     institution_name: str,
-) -> WrittenArtifacts:
-    """``render_artifacts`` from the original under ``original_key`` to the verified PDF
-    under ``verified_pdf_key``, both in the local store at ``root``."""
+) -> RenderedToDisk:
+    """``render_artifacts`` from the original under ``original_key`` of the local store at
+    ``root`` to a pending file, to be published under ``verified_pdf_key``."""
     try:
         original = read_local(root, original_key)
     except FileMissing:
-        raise OriginalMissing from None  # FileMissing itself does not survive pickling
+        # FileMissing comes back from pickling with its message as its key
+        raise OriginalMissing from None
     artifacts = render_artifacts(
         original,
         mime_type,
@@ -51,8 +54,9 @@ def render_to_disk(
         verify_url=verify_url,
         institution_name=institution_name,
     )
-    write_unsynced(root, verified_pdf_key, artifacts.verified_pdf)
-    return WrittenArtifacts(
+    pending = write_pending(root, verified_pdf_key, artifacts.verified_pdf)
+    return RenderedToDisk(
+        pending=pending,
         qr_svg=artifacts.qr_svg,
         barcode_svg=artifacts.barcode_svg,
         verified_pdf_size=len(artifacts.verified_pdf),

@@ -1,12 +1,21 @@
-"""Local-disk file store: atomic writes (temp file, fsync, rename), blocking I/O in threads."""
+"""Local-disk file store: atomic writes (temp file, fsync, rename), blocking I/O in threads.
+
+Another process on this machine (a render process) may write a file for the store: it writes
+it to the pending directory (``write_pending``), unsynced, and the store publishes it under its
+key (``LocalFileStore.publish``: fsync, rename, fsync the directory). Only the caller that
+publishes decides what a key holds: a render abandoned on its way leaves a pending file, which
+housekeeping removes (``sweep_pending``), never a file under a key.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -21,6 +30,10 @@ from service.files.base import (
 )
 
 COPY_CHUNK_BYTES = 1 << 20
+# Files written by other processes, until published under their key (no key the service makes
+# starts with a dot: uploads/..., certificates/..., codes/...).
+PENDING_DIR = ".pending"
+_PENDING_NAME_RE = re.compile(r"tmp[A-Za-z0-9_]+\.part")
 
 T = TypeVar("T")
 
@@ -36,16 +49,15 @@ class LocalFileStore:
         validate_key(key)
         return self.root / key
 
-    def path(self, key: str) -> Path:
-        """Where the file of ``key`` lives, for work another process on this machine does on
-        it (``write_unsynced`` there, then ``make_durable`` here)."""
-        return self._path(key)
+    async def publish(self, pending: str, key: str) -> None:
+        """Make a file written by ``write_pending`` durable under ``key``, replacing any
+        previous file; the pending file is gone afterwards, published or not."""
+        source, target = _pending_path(self.root, pending), self._path(key)
+        await asyncio.to_thread(_call, key, "write", partial(_publish, source, target))
 
-    async def make_durable(self, key: str) -> None:
-        """Fsync a file another process wrote with ``write_unsynced``, and its directory:
-        after this a crash cannot lose it."""
-        path = str(self._path(key))
-        await asyncio.to_thread(_call, key, "sync", partial(_sync_with_directory, path))
+    async def sweep_pending(self, older_than_s: float) -> int:
+        """Remove pending files no one published (their render was abandoned or killed)."""
+        return await asyncio.to_thread(_sweep_pending, self.root / PENDING_DIR, older_than_s)
 
     async def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
@@ -192,22 +204,53 @@ def read_local(root: Path, key: str) -> bytes:
     return _call(key, "read", (root / key).read_bytes)
 
 
-def write_unsynced(root: Path, key: str, data: bytes) -> None:
-    """Write ``data`` under ``key`` atomically (temp sibling, rename), without fsync: for a
-    render process, whose caller makes it durable (``LocalFileStore.make_durable``) before it
-    records it. Blocking on fsync here would leave a core idle, but for a directory it had to
-    create (rare: keys share few directories), made durable here so the caller need not know."""
+def write_pending(root: Path, key: str, data: bytes) -> str:
+    """Write ``data`` as a pending file of the store at ``root``, unsynced (the process that
+    publishes it fsyncs it; a render process waiting on the disk would leave a core idle);
+    its name, for ``LocalFileStore.publish``. ``key`` names it in errors."""
     validate_key(key)
-    target = root / key
+    directory = root / PENDING_DIR
     with _storage_errors(key, "write"):
-        for directory in _make_directory(target.parent):
-            _fsync_directory(directory)
-        _replace(target, _writer(data), sync=False)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=directory, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+    return os.path.basename(path)
 
 
-def _sync_with_directory(path: str) -> None:
-    _fsync(path, os.O_RDONLY)
-    _fsync(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+def _pending_path(root: Path, name: str) -> Path:
+    if not _PENDING_NAME_RE.fullmatch(name):
+        raise ValueError(f"Invalid pending file name {name!r}.")
+    return root / PENDING_DIR / name
+
+
+def _publish(source: Path, target: Path) -> None:
+    try:
+        _fsync(source, os.O_RDONLY)
+        changed = _make_directory(target.parent)
+        os.replace(source, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            source.unlink()
+        raise
+    for directory in (target.parent, *changed):
+        _fsync_directory(directory)
+
+
+def _sweep_pending(directory: Path, older_than_s: float) -> int:
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in directory.glob("*.part"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:
