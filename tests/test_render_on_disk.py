@@ -29,6 +29,10 @@ STAMP = {
 KEY = "certificates/ab/a.pdf"
 
 
+def pending_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root / PENDING_DIR)) for p in root.glob(f"{PENDING_DIR}/*/*"))
+
+
 @pytest.fixture
 def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths fsynced in this process (through the local store's module)."""
@@ -69,7 +73,7 @@ async def test_a_render_process_writes_a_pending_pdf_the_job_publishes_durably(
     assert rendered.qr_svg.lstrip().startswith(b"<?xml")
     with pikepdf.open(target) as document:
         assert len(document.pages) == 3
-    assert list((store.root / PENDING_DIR).iterdir()) == []
+    assert pending_files(store.root) == []
 
 
 async def test_a_missing_original_is_its_own_error_across_processes(tmp_path: Path) -> None:
@@ -96,7 +100,7 @@ def test_a_pending_write_that_fails_leaves_nothing_and_names_only_the_key(
     with file_size_limit(MB), pytest.raises(StorageError) as caught:
         write_pending(tmp_path, KEY, b"\0" * (2 * MB))
     assert str(caught.value) == f"Local storage: cannot write '{KEY}': File too large"
-    assert list((tmp_path / PENDING_DIR).iterdir()) == []
+    assert pending_files(tmp_path) == []
     blocked = tmp_path / "blocked"
     blocked.write_bytes(b"")
     with pytest.raises(StorageError, match=r"^Local storage: cannot write 'x/b\.pdf'"):
@@ -111,15 +115,17 @@ async def test_publishing_replaces_the_file_and_a_failure_keeps_the_old_one(
     await store.publish(write_pending(tmp_path, KEY, b"new content"), KEY)
     assert await store.get_bytes(KEY) == b"new content"
     with pytest.raises(StorageError, match=rf"^Local storage: cannot write '{KEY}'"):
-        await store.publish("tmpnever_written.part", KEY)  # swept, or never there
+        await store.publish("ab/tmpnever_written.part", KEY)  # swept, or never there
     assert await store.get_bytes(KEY) == b"new content"
     (tmp_path / "certificates" / "cd").write_bytes(b"in the way of a directory")
     pending = write_pending(tmp_path, "certificates/cd/b.pdf", b"pdf")
     with pytest.raises(StorageError, match="File exists"):
         await store.publish(pending, "certificates/cd/b.pdf")
-    assert list((tmp_path / PENDING_DIR).iterdir()) == []  # published or not, it is gone
-    with pytest.raises(ValueError, match="Invalid pending file name"):
-        await store.publish("../../etc/passwd", KEY)
+    assert pending_files(tmp_path) == []  # published or not, it is gone
+    for bad in ("../../etc/passwd", "tmpx.part", "../tmpx.part", "ab/../tmpx.part"):
+        with pytest.raises(ValueError, match="Invalid pending file name"):
+            await store.publish(bad, KEY)
+    assert write_pending(tmp_path, "top.pdf", b"x").startswith("_/")  # a key with no directory
 
 
 async def test_housekeeping_sweeps_old_pending_files_only(tmp_path: Path) -> None:
@@ -128,7 +134,7 @@ async def test_housekeeping_sweeps_old_pending_files_only(tmp_path: Path) -> Non
     hours_ago = time.time() - 7200
     os.utime(tmp_path / PENDING_DIR / old, (hours_ago, hours_ago))
     assert await store.sweep_pending(3600) == 1
-    assert [p.name for p in (tmp_path / PENDING_DIR).iterdir()] == [fresh]
+    assert pending_files(tmp_path) == [fresh]
     assert await LocalFileStore(tmp_path / "empty").sweep_pending(3600) == 0
 
 

@@ -33,7 +33,11 @@ COPY_CHUNK_BYTES = 1 << 20
 # Files written by other processes, until published under their key (no key the service makes
 # starts with a dot: uploads/..., certificates/..., codes/...).
 PENDING_DIR = ".pending"
-_PENDING_NAME_RE = re.compile(r"tmp[A-Za-z0-9_]+\.part")
+# In a subdirectory named after the key's directory: ext4 allocates a file's inode near its
+# directory's, and a rename keeps it, so pending files spread over block groups as files
+# written under their keys do (one directory would put every verified PDF's inode in one).
+_PENDING_NAME_RE = re.compile(r"[A-Za-z0-9_-]+/tmp[A-Za-z0-9_]+\.part")
+_SAFE_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 T = TypeVar("T")
 
@@ -209,7 +213,9 @@ def write_pending(root: Path, key: str, data: bytes) -> str:
     publishes it fsyncs it; a render process waiting on the disk would leave a core idle);
     its name, for ``LocalFileStore.publish``. ``key`` names it in errors."""
     validate_key(key)
-    directory = root / PENDING_DIR
+    parent = key.rpartition("/")[0].rpartition("/")[2]
+    group = parent if _SAFE_SEGMENT_RE.fullmatch(parent) else "_"
+    directory = root / PENDING_DIR / group
     with _storage_errors(key, "write"):
         directory.mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(dir=directory, suffix=".part")
@@ -220,7 +226,7 @@ def write_pending(root: Path, key: str, data: bytes) -> str:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-    return os.path.basename(path)
+    return f"{group}/{os.path.basename(path)}"
 
 
 def _pending_path(root: Path, name: str) -> Path:
@@ -245,7 +251,7 @@ def _publish(source: Path, target: Path) -> None:
 def _sweep_pending(directory: Path, older_than_s: float) -> int:
     cutoff = time.time() - older_than_s
     removed = 0
-    for path in directory.glob("*.part"):
+    for path in directory.glob("*/*.part"):
         with contextlib.suppress(OSError):
             if path.stat().st_mtime < cutoff:
                 path.unlink()
