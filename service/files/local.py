@@ -186,15 +186,13 @@ def _replace(
     *,
     prefix: str = ".tmp-",
     suffix: str = ".part",
-    sync: bool = True,
 ) -> None:
     fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)
             out.flush()
-            if sync:
-                os.fsync(out.fileno())
+            os.fsync(out.fileno())
         os.replace(temp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -263,7 +261,7 @@ def _fsync_directory(directory: Path) -> None:
     _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
 
 
-def _fsync(path: Path | str, flags: int) -> None:
+def _fsync(path: Path, flags: int) -> None:
     fd = os.open(path, flags)
     try:
         os.fsync(fd)
