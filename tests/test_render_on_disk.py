@@ -76,6 +76,26 @@ async def test_a_render_process_writes_a_pending_pdf_the_job_publishes_durably(
     assert pending_files(store.root) == []
 
 
+async def test_the_first_publish_into_a_directory_makes_its_parents_durable_too(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    """The directory may have been made by a process that died before fsyncing its parent:
+    this store fsyncs the chain up to its root once per directory, then the directory only."""
+    root = tmp_path / "files"
+    (root / "certificates" / "ab").mkdir(parents=True)  # made by someone else
+    store = LocalFileStore(root)
+    await store.publish(write_pending(root, KEY, b"one"), KEY)
+    chain = [str(root / "certificates" / "ab"), str(root / "certificates"), str(root)]
+    assert synced[1:] == chain  # after the file itself
+    synced.clear()
+    second = "certificates/ab/b.pdf"
+    await store.publish(write_pending(root, second, b"two"), second)
+    assert synced[1:] == chain[:1]
+    synced.clear()
+    await store.publish(write_pending(root, "top.pdf", b"three"), "top.pdf")
+    assert synced[1:] == [str(root)]  # nothing above the root
+
+
 async def test_a_missing_original_is_its_own_error_across_processes(tmp_path: Path) -> None:
     pool = CpuPool(1)
     try:

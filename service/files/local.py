@@ -2,7 +2,8 @@
 
 Another process on this machine (a render process) may write a file for the store: it writes
 it to the pending directory (``write_pending``), unsynced, and the store publishes it under its
-key (``LocalFileStore.publish``: fsync, rename, fsync the directory). Only the caller that
+key (``LocalFileStore.publish``: fsync, rename, fsync the directory, and the first time its
+parents up to the root, since whoever created it may have died before). Only the caller that
 publishes decides what a key holds: a render abandoned on its way leaves a pending file, which
 housekeeping removes (``sweep_pending``), never a file under a key.
 """
@@ -45,6 +46,9 @@ T = TypeVar("T")
 class LocalFileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Directories whose entries, and their parents' up to the root, this store has fsynced:
+        # whoever created a directory may have died before making it durable.
+        self._durable_directories: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"LocalFileStore(root={str(self.root)!r})"
@@ -57,7 +61,24 @@ class LocalFileStore:
         """Make a file written by ``write_pending`` durable under ``key``, replacing any
         previous file; the pending file is gone afterwards, published or not."""
         source, target = _pending_path(self.root, pending), self._path(key)
-        await asyncio.to_thread(_call, key, "write", partial(_publish, source, target))
+        await asyncio.to_thread(_call, key, "write", partial(self._publish, source, target))
+
+    def _publish(self, source: Path, target: Path) -> None:
+        try:
+            _fsync(source, os.O_RDONLY)
+            _make_directory(target.parent)
+            os.replace(source, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                source.unlink()
+            raise
+        _fsync_directory(target.parent)
+        if target.parent not in self._durable_directories:
+            directory = target.parent
+            while directory not in (self.root, directory.parent):
+                directory = directory.parent
+                _fsync_directory(directory)
+            self._durable_directories.add(target.parent)
 
     async def sweep_pending(self, older_than_s: float) -> int:
         """Remove pending files no one published (their render was abandoned or killed)."""
@@ -231,19 +252,6 @@ def _pending_path(root: Path, name: str) -> Path:
     if not _PENDING_NAME_RE.fullmatch(name):
         raise ValueError(f"Invalid pending file name {name!r}.")
     return root / PENDING_DIR / name
-
-
-def _publish(source: Path, target: Path) -> None:
-    try:
-        _fsync(source, os.O_RDONLY)
-        changed = _make_directory(target.parent)
-        os.replace(source, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            source.unlink()
-        raise
-    for directory in (target.parent, *changed):
-        _fsync_directory(directory)
 
 
 def _sweep_pending(directory: Path, older_than_s: float) -> int:
