@@ -18,6 +18,7 @@ import pytest
 
 from service import db
 from service.queue import enqueue_many
+from tests.drill_helpers import open_transaction, terminate, wait_for_lock_waiters
 from tests.queue_helpers import (
     DONE_TABLE,
     assert_done_exactly_once,
@@ -45,11 +46,6 @@ async def spawn_worker(
     )
 
 
-async def _done_and_holding(conn: asyncpg.Connection) -> bool:
-    running = await count(conn, "SELECT count(*) FROM jobs WHERE state = 1")
-    return running > 0 and await done_count(conn) >= 8
-
-
 async def done_count(conn: asyncpg.Connection) -> int:
     return await count(conn, "SELECT count(*) FROM queue_test_done")
 
@@ -63,12 +59,19 @@ async def test_a_worker_killed_mid_backlog_loses_and_repeats_nothing(
     # an ack and its next claim, or finish the backlog, before the kill)
     first = await spawn_worker(dsn, delay_s=0.5)
     try:
-        # some done, and some held: jobs started together end together, and just after their
-        # acks the worker may hold nothing until its next claim
-        await wait_until(lambda: _done_and_holding(conn), timeout_s=30)
+        await wait_until(lambda: _at_least(done_count(conn), 8), timeout_s=30)
+        # From here completions wait on our lock, so the jobs the worker holds stay held when
+        # the kill lands (unlocked, a group of jobs could end just before it: nothing held).
+        async with open_transaction(dsn) as blocker:
+            await blocker.execute("LOCK TABLE queue_test_done IN SHARE MODE")
+            waiters = await wait_for_lock_waiters(conn, "INSERT INTO queue_test_done")
+            first.kill()
+            await first.wait()
+            await terminate(conn, waiters)  # its flush must not go on without it
     finally:
-        first.kill()
-        await first.wait()
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
     assert await count(conn, "SELECT count(*) FROM jobs WHERE state = 1") > 0
     second = await spawn_worker(dsn)
     try:
