@@ -96,6 +96,24 @@ async def test_the_first_publish_into_a_directory_makes_its_parents_durable_too(
     assert synced[1:] == [str(root)]  # nothing above the root
 
 
+async def test_the_stores_own_writes_make_a_directory_chain_durable_once(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    root = tmp_path / "files"
+    (root / "uploads").mkdir(parents=True)  # made by someone else
+    store = LocalFileStore(root)
+    await store.put_bytes("uploads/a.pdf", b"one", "application/pdf")
+    assert synced[1:] == [str(root / "uploads"), str(root)]  # after the file itself
+    synced.clear()
+    source = tmp_path / "source.pdf"
+    source.write_bytes(b"two")
+    await store.put_file("uploads/b.pdf", source)
+    assert synced[1:] == [str(root / "uploads")]
+    synced.clear()
+    await store.put_bytes("new/deeper/c.pdf", b"three", "application/pdf")
+    assert synced[1:] == [str(root / "new" / "deeper"), str(root / "new"), str(root)]
+
+
 async def test_a_missing_original_is_its_own_error_across_processes(tmp_path: Path) -> None:
     pool = CpuPool(1)
     try:

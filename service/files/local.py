@@ -41,6 +41,7 @@ _PENDING_NAME_RE = re.compile(r"[A-Za-z0-9_-]+/tmp[A-Za-z0-9_]+\.part")
 _SAFE_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 T = TypeVar("T")
+Fill = Callable[[BinaryIO], object]
 
 
 class LocalFileStore:
@@ -66,19 +67,26 @@ class LocalFileStore:
     def _publish(self, source: Path, target: Path) -> None:
         try:
             _fsync(source, os.O_RDONLY)
-            _make_directory(target.parent)
+            created = _make_directory(target.parent)
             os.replace(source, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 source.unlink()
             raise
-        _fsync_directory(target.parent)
-        if target.parent not in self._durable_directories:
-            directory = target.parent
-            while directory not in (self.root, directory.parent):
-                directory = directory.parent
-                _fsync_directory(directory)
-            self._durable_directories.add(target.parent)
+        self._sync_directory(target.parent, created)
+
+    def _sync_directory(self, directory: Path, created: Sequence[Path] = ()) -> None:
+        """Fsync a directory whose entries changed, and the parents of the directories just
+        created for it; the first time, every directory up to the root too."""
+        to_sync = dict.fromkeys((directory, *created))
+        if directory not in self._durable_directories:
+            above = directory
+            while above not in (self.root, above.parent):
+                above = above.parent
+                to_sync[above] = None
+        for each in to_sync:
+            _fsync_directory(each)
+        self._durable_directories.add(directory)
 
     async def sweep_pending(self, older_than_s: float) -> int:
         """Remove pending files no one published (their render was abandoned or killed)."""
@@ -86,15 +94,28 @@ class LocalFileStore:
 
     async def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
-        await asyncio.to_thread(_write_atomic, target, key, lambda out: _copy_from(path, out))
+        await asyncio.to_thread(self._write_all, [(target, key, lambda out: _copy_from(path, out))])
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         await self.put_many([(key, data, content_type)])
 
     async def put_many(self, items: Sequence[PutItem]) -> None:
         """One thread hop for all; siblings share one directory fsync (a certificate's files)."""
-        targets = [(self._path(key), key, data) for key, data, _ in items]
-        await asyncio.to_thread(_write_all, targets)
+        targets = [(self._path(key), key, _writer(data)) for key, data, _ in items]
+        await asyncio.to_thread(self._write_all, targets)
+
+    def _write_all(self, targets: Sequence[tuple[Path, str, Fill]]) -> None:
+        # each directory fsynced once, after its files, with a key to name in errors (never a
+        # local path) and the directories created for it
+        directories: dict[Path, tuple[str, list[Path]]] = {}
+        for target, key, fill in targets:
+            with _storage_errors(key, "write"):
+                if target.parent not in directories:
+                    directories[target.parent] = (key, _make_directory(target.parent))
+                _replace(target, fill)
+        for directory, (key, created) in directories.items():
+            with _storage_errors(key, "write"):
+                self._sync_directory(directory, created)
 
     async def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
@@ -149,11 +170,6 @@ def _copy_from(source: Path, out: BinaryIO) -> None:
         shutil.copyfileobj(src, out, COPY_CHUNK_BYTES)
 
 
-def _write_atomic(target: Path, key: str, fill: Callable[[BinaryIO], object]) -> None:
-    with _storage_errors(key, "write"):
-        write_atomically(target, fill)
-
-
 def write_bytes_atomically(target: Path, data: bytes, *, prefix: str, suffix: str) -> None:
     write_atomically(target, _writer(data), prefix=prefix, suffix=suffix)
 
@@ -170,20 +186,6 @@ def write_atomically(
     _replace(target, fill, prefix=prefix, suffix=suffix)
     for directory in (target.parent, *changed):
         _fsync_directory(directory)
-
-
-def _write_all(targets: Sequence[tuple[Path, str, bytes]]) -> None:
-    # directories to fsync, once each, with a key to name in errors (never a local path)
-    changed: dict[Path, str] = {}
-    for target, key, data in targets:
-        with _storage_errors(key, "write"):
-            if target.parent not in changed:
-                changed.update(dict.fromkeys(_make_directory(target.parent), key))
-            _replace(target, _writer(data))
-            changed[target.parent] = key
-    for directory, key in changed.items():
-        with _storage_errors(key, "write"):
-            _fsync_directory(directory)
 
 
 def _writer(data: bytes) -> Callable[[BinaryIO], object]:
