@@ -171,24 +171,15 @@ def _copy_from(source: Path, out: BinaryIO) -> None:
 
 
 def write_bytes_atomically(target: Path, data: bytes, *, prefix: str, suffix: str) -> None:
-    write_atomically(target, _writer(data), prefix=prefix, suffix=suffix)
-
-
-def write_atomically(
-    target: Path,
-    fill: Callable[[BinaryIO], object],
-    *,
-    prefix: str = ".tmp-",
-    suffix: str = ".part",
-) -> None:
-    """Temp sibling, fsync, rename, fsync the directory (and the parents of new directories)."""
+    """Outside a store (the ``.eml`` outbox): temp sibling, fsync, rename, fsync the directory
+    (and the parents of new directories)."""
     changed = _make_directory(target.parent)
-    _replace(target, fill, prefix=prefix, suffix=suffix)
+    _replace(target, _writer(data), prefix=prefix, suffix=suffix)
     for directory in (target.parent, *changed):
         _fsync_directory(directory)
 
 
-def _writer(data: bytes) -> Callable[[BinaryIO], object]:
+def _writer(data: bytes) -> Fill:
     return lambda out: out.write(data)
 
 
@@ -205,7 +196,7 @@ def _make_directory(directory: Path) -> list[Path]:
 
 def _replace(
     target: Path,
-    fill: Callable[[BinaryIO], object],
+    fill: Fill,
     *,
     prefix: str = ".tmp-",
     suffix: str = ".part",
