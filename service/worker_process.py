@@ -136,13 +136,10 @@ class WorkerProcess:
             future = self._pending.popleft()
             if future.done():
                 continue
-            try:
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-            except TypeError as exc:  # not an exception a future can carry (StopIteration)
-                future.set_exception(RuntimeError(f"{value!r}: {exc}"))
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)  # never a StopIteration: ``_travelling`` wraps it
 
     def _break(self, reason: str) -> None:
         if self._broken:
