@@ -19,10 +19,11 @@ from yarl import URL
 
 from service.app import create_app
 from service.config import Settings
+from service.resources import FILES
 from tests.artifact_helpers import rasterize_qr_svg
 from tests.conftest import TokenFactory, bearer
 from tests.samples import make_jpeg, make_pdf, make_png
-from tests.vault_helpers import BULK_URL, entry, upload, wait_for_batch
+from tests.vault_helpers import BULK_URL, entry, remove_stored_file, upload, wait_for_batch
 
 
 @pytest.fixture
@@ -125,11 +126,7 @@ async def test_a_broken_original_fails_with_its_error_and_can_be_retried(
 ) -> None:
     token = await make_token("all")
     good, bad = await upload(vault, token), await upload(vault, token)
-    # Break the stored original behind the API's back: processing must fail, not hang.
-    key = await conn.fetchval("SELECT storage_key FROM uploads WHERE uuid = $1::uuid", bad)
-    from service.resources import FILES
-
-    await vault.app[FILES].delete(key)
+    key = await remove_stored_file(vault, conn, bad)
     body = {"entries": [entry(good, 0), entry(bad, 1)]}
     batch_id = (await (await vault.post(BULK_URL, json=body, headers=bearer(token))).json())[
         "data"

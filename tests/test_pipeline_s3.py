@@ -15,11 +15,10 @@ from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.resources import FILES
 from tests.conftest import TokenFactory, bearer
 from tests.s3server import ACCESS_KEY, SECRET_KEY, create_bucket, moto_s3
 from tests.samples import make_pdf
-from tests.vault_helpers import BULK_URL, entry, upload, wait_for_batch
+from tests.vault_helpers import BULK_URL, entry, remove_stored_file, upload, wait_for_batch
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,7 @@ async def test_certificates_on_s3_are_generated_and_a_missing_original_fails(
     token = await make_token("all")
     original = make_pdf(pages=2)
     good, gone = await upload(vault, token, original), await upload(vault, token)
-    key = await conn.fetchval("SELECT storage_key FROM uploads WHERE uuid = $1::uuid", gone)
-    await vault.app[FILES].delete(key)
+    await remove_stored_file(vault, conn, gone)
     body = {"entries": [entry(good, 0), entry(gone, 1)]}
     response = await vault.post(BULK_URL, json=body, headers=bearer(token))
     batch = await wait_for_batch(vault, token, (await response.json())["data"]["batch_id"])

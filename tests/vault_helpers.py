@@ -15,6 +15,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from service.config import Settings
+from service.resources import FILES
 from tests.conftest import bearer
 from tests.samples import make_pdf
 
@@ -31,6 +32,14 @@ async def upload(
     assert response.status == 201, await response.text()
     file_id: str = (await response.json())["data"]["file_id"]
     return file_id
+
+
+async def remove_stored_file(client: TestClient, conn: asyncpg.Connection, file_id: str) -> str:
+    """Delete an upload's stored file behind the API's back (processing it must fail, not
+    hang); its storage key, to put it back."""
+    key: str = await conn.fetchval("SELECT storage_key FROM uploads WHERE uuid = $1::uuid", file_id)
+    await client.app[FILES].delete(key)
+    return key
 
 
 async def fake_uploads(conn: asyncpg.Connection, *, institution_id: int, count: int) -> list[str]:

@@ -19,7 +19,7 @@ from service.resources import FILES
 from service.webhooks import events
 from tests.conftest import TokenFactory, bearer
 from tests.samples import make_pdf
-from tests.vault_helpers import BULK_URL, entry, single_form, upload
+from tests.vault_helpers import BULK_URL, entry, remove_stored_file, single_form, upload
 from tests.webhook_delivery.helpers import (
     Receiver,
     lenient,
@@ -44,8 +44,7 @@ async def test_certificate_and_batch_events_end_to_end(
     token = await make_token("all")
     hook = await register(vault, token, receiver.url("/ok"))
     good, bad = await upload(vault, token), await upload(vault, token)
-    key = await conn.fetchval("SELECT storage_key FROM uploads WHERE uuid = $1::uuid", bad)
-    await vault.app[FILES].delete(key)  # processing this one fails for good
+    key = await remove_stored_file(vault, conn, bad)  # processing this one fails for good
     body = {"entries": [entry(good, 0), entry(bad, 1)]}
     response = await vault.post(BULK_URL, json=body, headers=bearer(token))
     batch_id = (await response.json())["data"]["batch_id"]
