@@ -23,6 +23,7 @@ from service.config import Settings
 from service.data import institutions as institution_data
 
 # The webhook transport tests' receivers, sessions and doubles, shared by their three modules.
+from tests.queue_helpers import done_table  # noqa: F401
 from tests.webhook_helpers import guarded, no_connect, receiver, receiver_v6, session  # noqa: F401
 
 if TYPE_CHECKING:

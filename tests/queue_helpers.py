@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import pytest
 from prometheus_client import CollectorRegistry
 
 from service import db
@@ -27,6 +28,12 @@ CREATE TABLE IF NOT EXISTS queue_test_done (
     done_at timestamptz NOT NULL DEFAULT clock_timestamp()
 )
 """
+
+
+@pytest.fixture
+async def done_table(conn: asyncpg.Connection) -> None:
+    """The ``queue_test_done`` table, for tests that take it as a fixture (see conftest)."""
+    await conn.execute(DONE_TABLE)
 
 
 def record_completion(ctx: JobContext, worker: str) -> Finalizer:

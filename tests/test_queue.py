@@ -22,7 +22,6 @@ from service.queue import (
     store,
 )
 from tests.queue_helpers import (
-    DONE_TABLE,
     assert_done_exactly_once,
     count,
     engine_config,
@@ -34,12 +33,6 @@ from tests.queue_helpers import (
     sample,
     wait_until,
 )
-
-
-@pytest.fixture
-async def done_table(conn: asyncpg.Connection) -> None:
-    await conn.execute(DONE_TABLE)
-
 
 # --- enqueue and the claim plan ---
 

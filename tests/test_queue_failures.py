@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import pytest
 from prometheus_client import CollectorRegistry
 
 from service.data import Connection
@@ -22,7 +21,6 @@ from service.queue import (
     enqueue_many,
 )
 from tests.queue_helpers import (
-    DONE_TABLE,
     assert_done_exactly_once,
     count,
     queue_empty,
@@ -31,11 +29,6 @@ from tests.queue_helpers import (
     sample,
     wait_until,
 )
-
-
-@pytest.fixture
-async def done_table(conn: asyncpg.Connection) -> None:
-    await conn.execute(DONE_TABLE)
 
 
 class Failures:
