@@ -176,6 +176,7 @@ async def submit(
     *,
     institution_id: int,
     checked: Checked,
+    per_job: int,
     record_response: Recorder | None = None,
 ) -> Accepted:
     async with pool.acquire() as conn, conn.transaction():
@@ -197,7 +198,11 @@ async def submit(
         ]
         await certificate_data.copy_certificates(conn, records=records)
         await certificate_data.enqueue_batch(
-            conn, batch_id=batch["id"], kind=jobs.PROCESS_CERTIFICATE
+            conn,
+            batch_id=batch["id"],
+            kinds=(jobs.PROCESS_CERTIFICATES, jobs.PROCESS_CERTIFICATE),
+            per_job=per_job,
+            shared_max_bytes=jobs.SHARED_JOB_MAX_BYTES,
         )
         await events.emit_batch_created(conn, institution_id=institution_id, batch_id=batch["id"])
         accepted = Accepted(batch["uuid"], len(entries))

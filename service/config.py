@@ -160,6 +160,7 @@ class Settings:
     workers: int = env("WORKERS", _int(0, 256), default=32)
     cpu_processes: int = env("CPU_PROCESSES", _int(0, 64), default=0)
     io_threads: int = env("IO_THREADS", _int(1, 512), default=32)
+    certificates_per_job: int = env("CERTIFICATES_PER_JOB", _int(1, 100), default=16)
     job_lease_s: float = env("JOB_LEASE_S", _float(2, 3600), default=60.0)
     job_timeout_s: float = env("JOB_TIMEOUT_S", _float(1, 3600), default=45.0)
     job_max_attempts: int = env("JOB_MAX_ATTEMPTS", _int(1, 100), default=5)

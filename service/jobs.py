@@ -20,6 +20,9 @@ from service.cpupool import CpuPool
 from service.queue.wiring import ENGINE
 
 PROCESS_CERTIFICATE = "certificate.process"
+# several of a batch's certificates (small PDFs, up to CERTIFICATES_PER_JOB) in one job
+PROCESS_CERTIFICATES = "certificates.process"
+SHARED_JOB_MAX_BYTES = 1024 * 1024
 SEND_EMAIL = "email.send"
 
 
@@ -43,7 +46,7 @@ async def enqueue_emails(conn: Connection, *, outbox_ids: Sequence[int]) -> None
 
 
 def job_types(deps: Deps) -> list[JobType]:
-    from service import emails, pipeline
+    from service import chunks, emails, pipeline
     from service.webhooks import deliveries
 
     return [
@@ -51,6 +54,11 @@ def job_types(deps: Deps) -> list[JobType]:
             PROCESS_CERTIFICATE,
             pipeline.CertificateJobs(deps).process,
             on_exhausted=pipeline.certificate_failed,
+        ),
+        JobType(
+            PROCESS_CERTIFICATES,
+            chunks.CertificateChunks(deps).process,
+            on_exhausted=chunks.chunk_exhausted,
         ),
         JobType(
             SEND_EMAIL,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from service.artifacts import ArtifactError, new_reference_id, render_artifacts
-from service.artifacts.on_disk import OriginalMissing, render_to_disk
+from service.artifacts.on_disk import OriginalMissing, RenderedToDisk, render_to_disk
 from service.coalesce import Coalesced
 from service.data import Connection
 from service.data import batches as batch_data
@@ -112,6 +112,12 @@ async def render_in_place(
         **stamp_fields(deps, certificate),
     )
     await files.publish(rendered.pending, pdf_key)
+    return published_artifacts(rendered, pdf_key)
+
+
+def published_artifacts(
+    rendered: RenderedToDisk, pdf_key: str
+) -> processing_data.GeneratedArtifacts:
     return processing_data.GeneratedArtifacts(
         qr_code_svg=rendered.qr_svg,
         barcode_svg=rendered.barcode_svg,
@@ -182,6 +188,20 @@ class Finished:
     generated: processing_data.Generated
     message_id: str
 
+    @classmethod
+    def of(
+        cls,
+        certificate: asyncpg.Record,
+        stored: processing_data.GeneratedArtifacts,
+        recipient_id: int | None,
+        mail_domain: str,
+    ) -> Finished:
+        generated = processing_data.Generated(
+            certificate_id=certificate["id"], artifacts=stored, recipient_id=recipient_id
+        )
+        message_id = certificate_message_id(str(certificate["uuid"]), mail_domain)
+        return cls(generated=generated, message_id=message_id)
+
 
 @dataclass(frozen=True, slots=True)
 class RecordGenerated:
@@ -240,20 +260,22 @@ class CertificateJobs:
             return None  # no longer pending or processing (generated, revoked): nothing to do
         stored = await produce(deps, certificate)
         recipient_id = await self._recipient(certificate["applicant_email"])
-        generated = processing_data.Generated(
-            certificate_id=ctx.ref_id, artifacts=stored, recipient_id=recipient_id
-        )
-        message_id = certificate_message_id(str(certificate["uuid"]), self._mail_domain)
-        return Grouped(self._record, Finished(generated=generated, message_id=message_id))
+        finished = Finished.of(certificate, stored, recipient_id, self._mail_domain)
+        return Grouped(self._record, finished)
 
 
 async def certificate_failed(conn: Connection, ctx: JobContext, error: str) -> Tallies:
     assert ctx.ref_id is not None
-    row = await processing_data.mark_failed(conn, certificate_id=ctx.ref_id, error=error)
+    return await fail_certificate(conn, ctx.ref_id, error)
+
+
+async def fail_certificate(conn: Connection, certificate_id: int, error: str) -> Tallies:
+    """``failed`` with its error, if it was still pending or processing."""
+    row = await processing_data.mark_failed(conn, certificate_id=certificate_id, error=error)
     if row is None:
         return None
     log.warning("certificate %s failed: %s", row["uuid"], error)
-    await events.emit_certificate(conn, certificate_id=ctx.ref_id, event=events.FAILED)
+    await events.emit_certificate(conn, certificate_id=certificate_id, event=events.FAILED)
     return batch_tally(row["batch_id"], failed=1)
 
 

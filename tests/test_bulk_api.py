@@ -45,7 +45,7 @@ async def test_bulk_is_accepted_and_committed_together(
     assert body["message"] == "Bulk vault upload queued for processing"
     assert body["data"]["total"] == 5 and body["data"]["status"] == "processing"
     uuid.UUID(body["data"]["batch_id"])
-    assert await counts(conn) == (1, 5, 5, 0)
+    assert await counts(conn) == (1, 5, 1, 0)  # five small PDFs: one job
     rows = await conn.fetch(
         "SELECT status, entry_index, trigger_context FROM certificates ORDER BY entry_index"
     )
@@ -284,7 +284,7 @@ async def test_concurrent_requests_with_one_key_make_one_batch(
     assert set(statuses) <= {202, 409}
     accepted = {payload["data"]["batch_id"] for status, payload in results if status == 202}
     assert len(accepted) == 1
-    assert await counts(conn) == (1, 50, 50, 0)
+    assert await counts(conn) == (1, 50, 4, 0)  # small PDFs, 16 to a job
 
 
 async def test_idempotency_keys_are_per_institution(

@@ -13,7 +13,13 @@ import pikepdf
 import pytest
 
 from service.artifacts import ArtifactError
-from service.artifacts.on_disk import OriginalMissing, render_to_disk
+from service.artifacts.on_disk import (
+    OriginalMissing,
+    RenderedToDisk,
+    RenderOrder,
+    render_many_to_disk,
+    render_to_disk,
+)
 from service.cpupool import CpuPool
 from service.files import FileMissing, StorageError
 from service.files import local as local_files
@@ -164,6 +170,56 @@ async def test_publishing_replaces_the_file_and_a_failure_keeps_the_old_one(
         with pytest.raises(ValueError, match="Invalid pending file name"):
             await store.publish(bad, KEY)
     assert write_pending(tmp_path, "top.pdf", b"x").startswith("_/")  # a key with no directory
+
+
+async def test_many_renders_in_one_call_each_come_back_with_their_own_result(
+    tmp_path: Path,
+) -> None:
+    store = LocalFileStore(tmp_path)
+    await store.put_bytes("uploads/a.pdf", make_pdf(), "application/pdf")
+    await store.put_bytes("uploads/c.pdf", b"not a PDF at all", "application/pdf")
+    orders = [
+        RenderOrder(
+            original_key=f"uploads/{name}.pdf",
+            verified_pdf_key=f"certificates/ab/{name}.pdf",
+            mime_type="application/pdf",
+            **STAMP,
+        )
+        for name in "abc"
+    ]
+    pool = CpuPool(1)
+    try:
+        rendered, missing, broken = await pool.run(render_many_to_disk, tmp_path, orders)
+    finally:
+        await pool.close()
+    assert isinstance(rendered, RenderedToDisk)
+    assert isinstance(missing, OriginalMissing)
+    assert isinstance(broken, ArtifactError)
+    assert pending_files(tmp_path) == [rendered.pending]
+
+
+async def test_publishing_many_fsyncs_each_file_and_each_directory_once(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    """One whose directory cannot be made fails alone, its pending file removed."""
+    store = LocalFileStore(tmp_path)
+    (tmp_path / "certificates").mkdir()
+    (tmp_path / "certificates" / "cd").write_bytes(b"in the way of a directory")
+    keys = ["certificates/ab/x.pdf", "certificates/cd/y.pdf", "certificates/ab/z.pdf"]
+    pending = [write_pending(tmp_path, key, key.encode()) for key in keys]
+    errors = await store.publish_many(list(zip(pending, keys, strict=True)))
+    assert errors[0] is None and errors[2] is None
+    assert isinstance(errors[1], StorageError) and "File exists" in str(errors[1])
+    assert [await store.get_bytes(key) for key in (keys[0], keys[2])] == [
+        keys[0].encode(),
+        keys[2].encode(),
+    ]
+    assert pending_files(tmp_path) == []
+    ab = str(tmp_path / "certificates" / "ab")
+    files = [path for path in synced if path.endswith(".part")]
+    assert len(files) == 3  # each file's data, the one that failed too (before its rename)
+    assert synced.count(ab) == 1
+    assert synced.index(ab) > max(synced.index(path) for path in files)
 
 
 async def test_housekeeping_sweeps_old_pending_files_only(tmp_path: Path) -> None:

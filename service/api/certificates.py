@@ -82,6 +82,7 @@ async def _create_bulk(request: web.Request) -> web.Response:
             app[POOL],
             institution_id=caller.institution_id,
             checked=checked,
+            per_job=app[SETTINGS].certificates_per_job,
             record_response=(
                 (lambda conn, body: claim.record(conn, status=202, body=body)) if claim else None
             ),

@@ -9,11 +9,12 @@ its job abandoned leaves a pending file, never a file under the key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.artifacts import render_artifacts
-from service.files.base import FileMissing
+from service.artifacts import ArtifactError, render_artifacts
+from service.files.base import FileMissing, StorageError
 from service.files.local import read_local, write_pending
 
 
@@ -62,3 +63,46 @@ def render_to_disk(
         verified_pdf_size=len(artifacts.verified_pdf),
         verified_pdf_sha256=artifacts.verified_pdf_sha256,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderOrder:
+    """``render_to_disk``'s arguments, for one certificate of many."""
+
+    original_key: str
+    verified_pdf_key: str
+    mime_type: str
+    reference_id: str
+    verify_url: str
+    institution_name: str
+
+
+# What may come back in place of a certificate's result: each pickles as itself.
+KNOWN_FAILURES = (ArtifactError, OriginalMissing, StorageError)
+
+
+def render_many_to_disk(
+    root: Path, orders: Sequence[RenderOrder]
+) -> list[RenderedToDisk | Exception]:
+    """``render_to_disk`` for each, one after the other; a certificate that fails gives its
+    error in its place and the others go on (an unexpected one comes back as a RuntimeError
+    with its description: any exception may not pickle)."""
+    results: list[RenderedToDisk | Exception] = []
+    for order in orders:
+        try:
+            results.append(
+                render_to_disk(
+                    root,
+                    order.original_key,
+                    order.verified_pdf_key,
+                    order.mime_type,
+                    reference_id=order.reference_id,
+                    verify_url=order.verify_url,
+                    institution_name=order.institution_name,
+                )
+            )
+        except KNOWN_FAILURES as exc:
+            results.append(exc)
+        except Exception as exc:
+            results.append(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    return results

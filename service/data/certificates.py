@@ -56,10 +56,34 @@ async def copy_certificates(conn: Connection, *, records: Sequence[tuple[Any, ..
     await conn.copy_records_to_table("certificates", records=records, columns=COPY_COLUMNS)
 
 
-async def enqueue_batch(conn: Connection, *, batch_id: int, kind: str) -> None:
-    """One job per certificate of the batch, created server-side (no ids round-trip)."""
+# Which of a batch's certificates share a job: small PDFs. An image's render, or a large PDF's,
+# may take long enough to want a time limit of its own.
+SHARES_A_JOB = "original_mime = 'application/pdf' AND original_size <= {max_bytes}"
+
+
+async def enqueue_batch(
+    conn: Connection, *, batch_id: int, kinds: tuple[str, str], per_job: int, shared_max_bytes: int
+) -> None:
+    """The batch's jobs, created server-side (no ids round-trip), of ``kinds`` (shared, own):
+    small PDFs ``per_job`` to a job, every other certificate a job of its own."""
+    shared, own = kinds
+    max_bytes = shared_max_bytes if per_job > 1 else -1  # -1: none shares a job
+    await queue_store.enqueue_chunks(
+        conn,
+        shared,
+        batch_id,  # the chunks' ref id, $2 in the query
+        "SELECT id FROM certificates"
+        f" WHERE batch_id = $2 AND {SHARES_A_JOB.format(max_bytes='$4')}",
+        per_job,
+        max_bytes,
+    )
     await queue_store.enqueue_select(
-        conn, kind, "SELECT id FROM certificates WHERE batch_id = $2 ORDER BY id", batch_id
+        conn,
+        own,
+        "SELECT id FROM certificates"
+        f" WHERE batch_id = $2 AND NOT ({SHARES_A_JOB.format(max_bytes='$3')}) ORDER BY id",
+        batch_id,
+        max_bytes,
     )
 
 

@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
-from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -61,19 +60,40 @@ class LocalFileStore:
     async def publish(self, pending: str, key: str) -> None:
         """Make a file written by ``write_pending`` durable under ``key``, replacing any
         previous file; the pending file is gone afterwards, published or not."""
-        source, target = _pending_path(self.root, pending), self._path(key)
-        await asyncio.to_thread(_call, key, "write", partial(self._publish, source, target))
+        (error,) = await self.publish_many([(pending, key)])
+        if error is not None:
+            raise error
 
-    def _publish(self, source: Path, target: Path) -> None:
-        try:
-            _fsync(source, os.O_RDONLY)
-            created = _make_directory(target.parent)
-            os.replace(source, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                source.unlink()
-            raise
-        self._sync_directory(target.parent, created)
+    async def publish_many(self, files: Sequence[tuple[str, str]]) -> list[StorageError | None]:
+        """``publish`` for each (pending name, key), in one thread hop, each directory fsynced
+        once for them all; a file that could not be published has its error in its place."""
+        moves = [(_pending_path(self.root, pending), self._path(key)) for pending, key in files]
+        keys = [key for _, key in files]
+        return await asyncio.to_thread(self._publish_many, moves, keys)
+
+    def _publish_many(
+        self, moves: Sequence[tuple[Path, Path]], keys: Sequence[str]
+    ) -> list[StorageError | None]:
+        errors: list[StorageError | None] = []
+        placed: dict[Path, list[int]] = {}  # a directory: the files moved into it
+        created: dict[Path, list[Path]] = {}  # a directory: those made for it whose entries changed
+        for (source, target), key in zip(moves, keys, strict=True):
+            try:
+                with _storage_errors(key, "write"):
+                    made = _move_durably(source, target)
+            except StorageError as exc:
+                errors.append(exc)
+                continue
+            errors.append(None)
+            placed.setdefault(target.parent, []).append(len(errors) - 1)
+            created.setdefault(target.parent, []).extend(made)
+        for directory, indexes in placed.items():
+            try:
+                with _storage_errors(keys[indexes[0]], "write"):
+                    self._sync_directory(directory, created[directory])
+            except StorageError as exc:
+                errors = [exc if i in indexes else error for i, error in enumerate(errors)]
+        return errors
 
     def _sync_directory(self, directory: Path, created: Sequence[Path] = ()) -> None:
         """Fsync a directory whose entries changed, and the parents of the directories just
@@ -181,6 +201,20 @@ def write_bytes_atomically(target: Path, data: bytes, *, prefix: str, suffix: st
 
 def _writer(data: bytes) -> Fill:
     return lambda out: out.write(data)
+
+
+def _move_durably(source: Path, target: Path) -> list[Path]:
+    """Fsync ``source`` and rename it to ``target`` (its directory made if needed: those
+    whose entries changed are returned, to fsync); ``source`` is gone afterwards either way."""
+    try:
+        _fsync(source, os.O_RDONLY)
+        created = _make_directory(target.parent)
+        os.replace(source, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            source.unlink()
+        raise
+    return created
 
 
 def _make_directory(directory: Path) -> list[Path]:

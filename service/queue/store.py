@@ -195,6 +195,28 @@ async def enqueue_select(conn: Connection, kind: str, ref_query: str, *args: Any
     return count
 
 
+async def enqueue_chunks(
+    conn: Connection, kind: str, ref_id: int, id_query: str, per_job: int, *args: Any
+) -> int:
+    """One job per ``per_job`` rows of ``id_query`` (a trusted SELECT of ids), their
+    ids in its payload (``{"ids": [...]}``, consecutive ids), all with ``ref_id``; plus one
+    notification.
+    ``$1`` is the kind, ``$2`` the ref id, ``$3`` ``per_job``: the query's own start at ``$4``."""
+    count: int = await conn.fetchval(
+        "WITH numbered AS (SELECT r.id, (row_number() OVER (ORDER BY r.id) - 1) / $3 AS chunk"
+        f" FROM ({id_query}) AS r (id)),"
+        " ins AS (INSERT INTO jobs (kind, ref_id, payload)"
+        " SELECT $1, $2, jsonb_build_object('ids', jsonb_agg(id ORDER BY id)) FROM numbered"
+        " GROUP BY chunk ORDER BY chunk RETURNING 1)"
+        " SELECT count(*), pg_notify('vault_jobs', '') FROM ins",
+        kind,
+        ref_id,
+        per_job,
+        *args,
+    )
+    return count
+
+
 async def claim_jobs(
     conn: Connection,
     *,

@@ -1,0 +1,214 @@
+"""Processing several of a batch's certificates in one job: its small PDFs, up to
+``CERTIFICATES_PER_JOB`` to a job (``data.certificates.enqueue_batch``).
+
+What a job costs beside its renders (claiming it, its statements, handing work to a render
+process and back, publishing the files) is paid once for them all. Each certificate still ends
+as in a job of its own: generated, or failed with its own error when its file cannot be
+processed. One that fails for a reason a retry may fix (storage unavailable, a render stopped at
+its time limit or its process lost) goes on as a job of its own, with attempts of its own,
+enqueued in the transaction that records the others. A chunk that fails as a whole (a database
+error, a lost worker) is run again; out of attempts, each of its certificates gets a job of its
+own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from service.artifacts.on_disk import RenderedToDisk, RenderOrder, render_many_to_disk
+from service.data import Connection
+from service.data.processing import GeneratedArtifacts
+from service.files.local import LocalFileStore
+from service.jobs import Deps, enqueue_processing
+from service.pipeline import (
+    Finished,
+    RecordGenerated,
+    fail_certificate,
+    find_recipients,
+    mail_domain,
+    produce,
+    published_artifacts,
+    render_timeout_s,
+    rendering_errors,
+    stamp_fields,
+    start_many,
+    verified_pdf_key,
+)
+from service.queue.outcomes import describe
+from service.queue.types import (
+    Finalizer,
+    Grouped,
+    JobContext,
+    JobError,
+    PermanentFailure,
+    Tallies,
+    Tally,
+)
+
+log = logging.getLogger(__name__)
+
+
+def chunk_ids(ctx: JobContext) -> list[int]:
+    ids = ctx.payload["ids"] if isinstance(ctx.payload, dict) else None
+    if not isinstance(ids, list) or not all(type(id_) is int for id_ in ids):
+        raise PermanentFailure("A certificates job without its list of certificate ids.")
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Unproduced:
+    """Why a certificate of a chunk has no artifacts, and whether another attempt may help."""
+
+    error: str
+    permanent: bool
+
+
+def unproduced(exc: Exception) -> Unproduced:
+    """What a failure to read, render or store one certificate's files means for it (the
+    meaning ``rendering_errors`` gives it in a job of its own)."""
+    try:
+        with rendering_errors():
+            raise exc
+    except PermanentFailure as failure:
+        return Unproduced(failure.error, permanent=True)
+    except JobError as error:
+        return Unproduced(str(error), permanent=False)
+    except Exception as other:
+        return Unproduced(describe(other), permanent=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkResult:
+    finished: Sequence[Finished]
+    failed: Sequence[tuple[int, str]]  # certificate id, error for people
+    retried: Sequence[int]  # certificate ids, each to a job of its own
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChunks:
+    """The finalizer of chunks, a flush of them at once: their generated certificates in one
+    call of ``RecordGenerated``, their failed ones, jobs for those to retry."""
+
+    record: RecordGenerated
+
+    async def __call__(self, conn: Connection, items: Sequence[ChunkResult]) -> list[Tallies]:
+        finished = [each for item in items for each in item.finished]
+        generated: Iterator[Tallies] = iter(await self.record(conn, finished) if finished else ())
+        per_chunk: list[Tallies] = []
+        for item in items:
+            tallies: list[Tally] = []
+            for of_one in itertools.islice(generated, len(item.finished)):
+                tallies += of_one or ()
+            for certificate_id, error in item.failed:
+                tallies += await fail_certificate(conn, certificate_id, error) or []
+            per_chunk.append(tallies)
+        retried = [certificate_id for item in items for certificate_id in item.retried]
+        if retried:
+            await enqueue_processing(conn, certificate_ids=retried)
+        return per_chunk
+
+
+class CertificateChunks:
+    """Processing a chunk of certificates, a job each chunk."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._record = RecordChunks(RecordGenerated(deps.settings.base_url))
+        self._mail_domain = mail_domain(deps.settings.base_url)
+
+    async def process(self, ctx: JobContext) -> Finalizer | None:
+        deps = self._deps
+        started = [row for row in await start_many(deps, chunk_ids(ctx)) if row is not None]
+        if not started:
+            return None  # none still pending or processing: nothing to do
+        pairs = list(zip(started, await self._produce(started), strict=True))
+        done = [(row, p) for row, p in pairs if isinstance(p, GeneratedArtifacts)]
+        emails = [row["applicant_email"] for row, _ in done]
+        recipients = await find_recipients(deps, emails) if emails else []
+        finished = [
+            Finished.of(row, artifacts, recipient_id, self._mail_domain)
+            for (row, artifacts), recipient_id in zip(done, recipients, strict=True)
+        ]
+        failures = [(row["id"], p) for row, p in pairs if isinstance(p, Unproduced)]
+        result = ChunkResult(
+            finished=finished,
+            failed=[(id_, failure.error) for id_, failure in failures if failure.permanent],
+            retried=[id_ for id_, failure in failures if not failure.permanent],
+        )
+        return Grouped(self._record, result)
+
+    async def _produce(
+        self, started: list[asyncpg.Record]
+    ) -> Sequence[GeneratedArtifacts | Unproduced]:
+        deps = self._deps
+        if isinstance(deps.files, LocalFileStore):
+            return await render_in_place(deps, deps.files, started)
+        return await asyncio.gather(*(produce_one(deps, row) for row in started))
+
+
+async def produce_one(deps: Deps, certificate: asyncpg.Record) -> GeneratedArtifacts | Unproduced:
+    try:
+        return await produce(deps, certificate)
+    except PermanentFailure as failure:
+        return Unproduced(failure.error, permanent=True)
+    except JobError as error:
+        return Unproduced(str(error), permanent=False)
+
+
+async def render_in_place(
+    deps: Deps, files: LocalFileStore, started: list[asyncpg.Record]
+) -> list[GeneratedArtifacts | Unproduced]:
+    """The chunk's renders in one call of a render process, their PDFs published in one
+    thread hop (``pipeline.render_in_place``, for many)."""
+    orders = [
+        RenderOrder(
+            original_key=row["original_key"],
+            verified_pdf_key=verified_pdf_key(str(row["uuid"])),
+            mime_type=row["original_mime"],
+            **stamp_fields(deps, row),
+        )
+        for row in started
+    ]
+    try:
+        with rendering_errors():
+            results = await deps.cpu.run_limited(
+                render_timeout_s(deps), render_many_to_disk, files.root, orders
+            )
+    except JobError as error:  # stopped at its time limit, or its process lost
+        return [Unproduced(str(error), permanent=False)] * len(orders)
+    pending = [
+        (result.pending, order.verified_pdf_key)
+        for order, result in zip(orders, results, strict=True)
+        if isinstance(result, RenderedToDisk)
+    ]
+    published = iter(await files.publish_many(pending))
+    produced: list[GeneratedArtifacts | Unproduced] = []
+    for order, result in zip(orders, results, strict=True):
+        if not isinstance(result, RenderedToDisk):
+            produced.append(unproduced(result))
+        elif (not_published := next(published)) is not None:
+            produced.append(unproduced(not_published))
+        else:
+            produced.append(published_artifacts(result, order.verified_pdf_key))
+    return produced
+
+
+async def chunk_exhausted(conn: Connection, ctx: JobContext, error: str) -> Tallies:
+    """Out of attempts as a whole: each of its certificates goes on as a job of its own (one
+    already generated or failed is then left as it is)."""
+    try:
+        ids = chunk_ids(ctx)
+    except PermanentFailure:
+        ids = []
+    log.warning(
+        "certificates job %d failed (%s): one job each for its certificates", ctx.job_id, error
+    )
+    if ids:
+        await enqueue_processing(conn, certificate_ids=ids)
+    return None
