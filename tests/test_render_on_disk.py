@@ -163,7 +163,7 @@ async def test_publishing_replaces_the_file_and_a_failure_keeps_the_old_one(
     assert await store.get_bytes(KEY) == b"new content"
     (tmp_path / "certificates" / "cd").write_bytes(b"in the way of a directory")
     pending = write_pending(tmp_path, "certificates/cd/b.pdf", b"pdf")
-    with pytest.raises(StorageError, match="File exists"):
+    with pytest.raises(StorageError, match="Not a directory"):
         await store.publish(pending, "certificates/cd/b.pdf")
     assert pending_files(tmp_path) == []  # published or not, it is gone
     for bad in ("../../etc/passwd", "tmpx.part", "../tmpx.part", "ab/../tmpx.part"):
@@ -209,7 +209,7 @@ async def test_publishing_many_fsyncs_each_file_and_each_directory_once(
     pending = [write_pending(tmp_path, key, key.encode()) for key in keys]
     errors = await store.publish_many(list(zip(pending, keys, strict=True)))
     assert errors[0] is None and errors[2] is None
-    assert isinstance(errors[1], StorageError) and "File exists" in str(errors[1])
+    assert isinstance(errors[1], StorageError) and "Not a directory" in str(errors[1])
     assert [await store.get_bytes(key) for key in (keys[0], keys[2])] == [
         keys[0].encode(),
         keys[2].encode(),
