@@ -16,12 +16,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from service.artifacts.on_disk import RenderedToDisk, RenderOrder, render_many_to_disk
+from service.artifacts.on_disk import (
+    NotRendered,
+    RenderedToDisk,
+    RenderOrder,
+    render_many_to_disk,
+)
 from service.data import Connection
 from service.data.processing import GeneratedArtifacts
 from service.files.local import LocalFileStore
@@ -34,7 +41,6 @@ from service.pipeline import (
     mail_domain,
     produce,
     published_artifacts,
-    render_timeout_s,
     rendering_errors,
     stamp_fields,
     start_many,
@@ -49,9 +55,14 @@ from service.queue.types import (
     PermanentFailure,
     Tallies,
     Tally,
+    exponential_backoff,
 )
 
 log = logging.getLogger(__name__)
+
+# The renders' share of a chunk's time limit (JOB_TIMEOUT_S), waiting for a render process
+# included; the rest is for starting, publishing and the recipients.
+RENDER_SHARE = 0.75
 
 
 def chunk_ids(ctx: JobContext) -> list[int]:
@@ -72,6 +83,8 @@ class Unproduced:
 def unproduced(exc: Exception) -> Unproduced:
     """What a failure to read, render or store one certificate's files means for it (the
     meaning ``rendering_errors`` gives it in a job of its own)."""
+    if isinstance(exc, NotRendered):
+        return OUT_OF_TIME
     try:
         with rendering_errors():
             raise exc
@@ -81,6 +94,9 @@ def unproduced(exc: Exception) -> Unproduced:
         return Unproduced(str(error), permanent=False)
     except Exception as other:
         return Unproduced(describe(other), permanent=False)
+
+
+OUT_OF_TIME = Unproduced("Its chunk's time ran out before its render.", permanent=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,7 +126,9 @@ class RecordChunks:
             per_chunk.append(tallies)
         retried = [certificate_id for item in items for certificate_id in item.retried]
         if retried:
-            await enqueue_processing(conn, certificate_ids=retried)
+            # after a first attempt's pause: storage may be down, a render process missing
+            run_at = datetime.now(UTC) + timedelta(seconds=exponential_backoff(1))
+            await enqueue_processing(conn, certificate_ids=retried, run_at=run_at)
         return per_chunk
 
 
@@ -124,10 +142,13 @@ class CertificateChunks:
 
     async def process(self, ctx: JobContext) -> Finalizer | None:
         deps = self._deps
+        # the renders' share of the job's time limit, which counts the wait for a process
+        render_until = time.monotonic() + deps.settings.job_timeout_s * RENDER_SHARE
         started = [row for row in await start_many(deps, chunk_ids(ctx)) if row is not None]
         if not started:
             return None  # none still pending or processing: nothing to do
-        pairs = list(zip(started, await self._produce(started), strict=True))
+        budget_s = render_until - time.monotonic()
+        pairs = list(zip(started, await self._produce(started, budget_s), strict=True))
         done = [(row, p) for row, p in pairs if isinstance(p, GeneratedArtifacts)]
         emails = [row["applicant_email"] for row, _ in done]
         recipients = await find_recipients(deps, emails) if emails else []
@@ -144,12 +165,29 @@ class CertificateChunks:
         return Grouped(self._record, result)
 
     async def _produce(
-        self, started: list[asyncpg.Record]
+        self, started: list[asyncpg.Record], budget_s: float
     ) -> Sequence[GeneratedArtifacts | Unproduced]:
         deps = self._deps
+        if budget_s <= 0:
+            return [OUT_OF_TIME] * len(started)
         if isinstance(deps.files, LocalFileStore):
-            return await render_in_place(deps, deps.files, started)
-        return await asyncio.gather(*(produce_one(deps, row) for row in started))
+            return await render_in_place(deps, deps.files, started, budget_s)
+        return await produce_each(deps, started, budget_s)
+
+
+async def produce_each(
+    deps: Deps, started: list[asyncpg.Record], budget_s: float
+) -> list[GeneratedArtifacts | Unproduced]:
+    """Remote storage: ``pipeline.produce`` for each at once (each its own time limit), those
+    not done within ``budget_s`` stopped."""
+    tasks = [asyncio.ensure_future(produce_one(deps, row)) for row in started]
+    try:
+        await asyncio.wait(tasks, timeout=budget_s)
+    finally:
+        for task in tasks:
+            task.cancel()  # the unfinished: a render running is killed
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [task.result() if not task.cancelled() else OUT_OF_TIME for task in tasks]
 
 
 async def produce_one(deps: Deps, certificate: asyncpg.Record) -> GeneratedArtifacts | Unproduced:
@@ -159,13 +197,17 @@ async def produce_one(deps: Deps, certificate: asyncpg.Record) -> GeneratedArtif
         return Unproduced(failure.error, permanent=True)
     except JobError as error:
         return Unproduced(str(error), permanent=False)
+    except Exception as exc:  # as a job of its own would: another attempt
+        return Unproduced(describe(exc), permanent=False)
 
 
 async def render_in_place(
-    deps: Deps, files: LocalFileStore, started: list[asyncpg.Record]
+    deps: Deps, files: LocalFileStore, started: list[asyncpg.Record], budget_s: float
 ) -> list[GeneratedArtifacts | Unproduced]:
     """The chunk's renders in one call of a render process, their PDFs published in one
-    thread hop (``pipeline.render_in_place``, for many)."""
+    thread hop (``pipeline.render_in_place``, for many). Within ``budget_s``, waiting for a
+    process included: none starts in its last fifth (they are handed on), and a call still
+    running at its end is stopped (all are handed on)."""
     orders = [
         RenderOrder(
             original_key=row["original_key"],
@@ -175,12 +217,14 @@ async def render_in_place(
         )
         for row in started
     ]
+    stop_at = time.time() + budget_s * 0.8
     try:
-        with rendering_errors():
-            results = await deps.cpu.run_limited(
-                render_timeout_s(deps), render_many_to_disk, files.root, orders
-            )
-    except JobError as error:  # stopped at its time limit, or its process lost
+        async with asyncio.timeout(budget_s):
+            with rendering_errors():
+                results = await deps.cpu.run_limited(
+                    budget_s, render_many_to_disk, files.root, orders, stop_at
+                )
+    except (TimeoutError, JobError) as error:  # stopped at its time limit, or its process lost
         return [Unproduced(str(error), permanent=False)] * len(orders)
     pending = [
         (result.pending, order.verified_pdf_key)
@@ -206,9 +250,11 @@ async def chunk_exhausted(conn: Connection, ctx: JobContext, error: str) -> Tall
         ids = chunk_ids(ctx)
     except PermanentFailure:
         ids = []
+    if not ids:
+        log.error("certificates job %d has no list of certificate ids: %r", ctx.job_id, ctx.payload)
+        return None
     log.warning(
         "certificates job %d failed (%s): one job each for its certificates", ctx.job_id, error
     )
-    if ids:
-        await enqueue_processing(conn, certificate_ids=ids)
+    await enqueue_processing(conn, certificate_ids=ids)
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import aiohttp
 import asyncpg
@@ -37,8 +38,12 @@ class Deps:
     http: aiohttp.ClientSession  # webhook deliveries: SSRF-guarded (webhooks.ssrf)
 
 
-async def enqueue_processing(conn: Connection, *, certificate_ids: Sequence[int]) -> None:
-    await queue_store.enqueue_many(conn, PROCESS_CERTIFICATE, ref_ids=certificate_ids)
+async def enqueue_processing(
+    conn: Connection, *, certificate_ids: Sequence[int], run_at: datetime | None = None
+) -> None:
+    await queue_store.enqueue_many(
+        conn, PROCESS_CERTIFICATE, ref_ids=certificate_ids, run_at=run_at
+    )
 
 
 async def enqueue_emails(conn: Connection, *, outbox_ids: Sequence[int]) -> None:

@@ -3,6 +3,7 @@ each certificate of a chunk ends as it would in a job of its own."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -10,8 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service import jobs
-from service.app import WEBHOOK_HTTP
+from service.app import WEBHOOK_HTTP, create_app
 from service.chunks import CertificateChunks, chunk_exhausted
+from service.config import Settings
 from service.cpupool import CpuPool
 from service.data import certificates as certificate_data
 from service.keys import POOL, SETTINGS
@@ -19,6 +21,7 @@ from service.queue.tallies import write_tallies
 from service.queue.types import Grouped, JobContext, PermanentFailure
 from service.resources import CPU, FILES
 from tests.conftest import TokenFactory, bearer
+from tests.queue_helpers import wait_until
 from tests.vault_helpers import (
     BULK_URL,
     entry,
@@ -203,3 +206,56 @@ async def test_a_chunk_without_its_ids_fails_at_once(
     async with conn.transaction():
         assert await chunk_exhausted(conn, ctx, "no ids") is None
     assert await queued(conn) == []
+
+
+async def test_one_certificate_a_retry_may_fix_goes_on_alone_and_the_batch_ends_exact(
+    client: TestClient,
+    make_token: TokenFactory,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+) -> None:
+    """Through the engine: of a chunk of three, one's PDF cannot be published (its directory
+    is blocked): the other two are generated, it goes on as a job of its own and, the storage
+    repaired, is generated too; the batch completes with exact counts, one email each."""
+    token = await make_token("all")
+    await submit(client, token, [await upload(client, token) for _ in range(3)])
+    while await conn.fetchval("SELECT count(DISTINCT left(uuid::text, 2)) FROM certificates") < 3:
+        await conn.execute("UPDATE certificates SET uuid = gen_random_uuid()")  # not yet started
+    blocked_id, blocked_uuid = await conn.fetchrow(
+        "SELECT id, uuid::text FROM certificates ORDER BY id OFFSET 1 LIMIT 1"
+    )
+    blocker = settings.data_dir / "files" / "certificates" / blocked_uuid[:2]
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way of a directory")
+
+    workers = settings.with_overrides(workers=4, poll_interval_s=0.1, cpu_processes=1)
+    await aiohttp_client(create_app(workers))
+    await wait_until(lambda: _has_own_job(conn, blocked_id), timeout_s=60, every_s=0.02)
+    assert [status for status, _ in await statuses(conn)] == [
+        "generated",
+        "processing",
+        "generated",
+    ]
+    blocker.unlink()
+    await wait_until(lambda: _batch_is(conn, "completed"), timeout_s=60, every_s=0.1)
+    batch = await conn.fetchrow("SELECT processed_certificates, failed_certificates FROM batches")
+    assert tuple(batch) == (3, 0)
+    assert await statuses(conn) == [("generated", None)] * 3
+    await wait_until(lambda: _emails_written(conn, 3), timeout_s=60, every_s=0.1)
+    assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind LIKE 'certificate%'") == 0
+
+
+async def _has_own_job(conn: asyncpg.Connection, certificate_id: int) -> bool:
+    kind = jobs.PROCESS_CERTIFICATE
+    query = "SELECT count(*) FROM jobs WHERE kind = $1 AND ref_id = $2"
+    return bool(await conn.fetchval(query, kind, certificate_id))
+
+
+async def _batch_is(conn: asyncpg.Connection, status: str) -> bool:
+    return bool(await conn.fetchval("SELECT status = $1 FROM batches", status))
+
+
+async def _emails_written(conn: asyncpg.Connection, count: int) -> bool:
+    sent = await conn.fetchval("SELECT count(*) FROM email_outbox WHERE status = 'sent'")
+    return bool(sent == count)

@@ -21,6 +21,12 @@ pytestmark = pytest.mark.slow
 CERTIFICATES = 24
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Two certificates to a job: jobs end one after another, so the kill falls mid-batch."""
+    return settings.with_overrides(certificates_per_job=2)
+
+
 async def generated(conn: asyncpg.Connection) -> int:
     value: int = await conn.fetchval("SELECT count(*) FROM certificates WHERE status = 'generated'")
     return value

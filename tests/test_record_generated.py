@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service.chunks import ChunkResult, RecordChunks
 from service.data import processing as processing_data
 from service.data import recipients as recipient_data
 from service.pipeline import Finished, RecordGenerated
@@ -116,3 +117,40 @@ async def test_a_certificate_twice_in_one_group_is_refused(
     with pytest.raises(ValueError, match="twice"):
         await RecordGenerated(BASE_URL)(conn, [finished(certificate_id)] * 2)
     assert await conn.fetchval("SELECT count(*) FROM email_outbox") == 0
+
+
+async def test_a_flush_of_chunks_gives_each_its_own_counts_and_hands_on_the_retried(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    """Two chunks in one call: each gets the tallies of its own certificates (generated and
+    failed); one to retry gets a job of its own, after a pause."""
+    first, second, bad, again, other = await processing_certificates(client, make_token, conn, 5)
+    chunks = [
+        ChunkResult(
+            finished=[finished(first), finished(second)],
+            failed=[(bad, "The original file is missing from storage.")],
+            retried=[again],
+        ),
+        ChunkResult(finished=[finished(other)], failed=[], retried=[]),
+    ]
+    async with conn.transaction():
+        tallies = await RecordChunks(RecordGenerated(BASE_URL))(conn, chunks)
+
+    assert [[(t.kind, t.counts) for t in tally or ()] for tally in tallies] == [
+        [("batch", (1, 0)), ("batch", (1, 0)), ("batch", (0, 1))],
+        [("batch", (1, 0))],
+    ]
+    rows = await conn.fetch("SELECT status, error FROM certificates ORDER BY id")
+    assert [r["status"] for r in rows] == [
+        "generated",
+        "generated",
+        "failed",
+        "processing",
+        "generated",
+    ]
+    assert rows[2]["error"] == "The original file is missing from storage."
+    handed_on = await conn.fetch(
+        "SELECT ref_id, run_at > now() AS later FROM jobs WHERE kind = 'certificate.process'"
+    )
+    assert [(r["ref_id"], r["later"]) for r in handed_on] == [(again, True)]
+    assert await conn.fetchval("SELECT count(*) FROM email_outbox") == 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pikepdf
@@ -14,6 +15,7 @@ import pytest
 
 from service.artifacts import ArtifactError
 from service.artifacts.on_disk import (
+    NotRendered,
     OriginalMissing,
     RenderedToDisk,
     RenderOrder,
@@ -189,13 +191,22 @@ async def test_many_renders_in_one_call_each_come_back_with_their_own_result(
     ]
     pool = CpuPool(1)
     try:
-        rendered, missing, broken = await pool.run(render_many_to_disk, tmp_path, orders)
+        unsafe = replace(orders[0], original_key="../outside.pdf")
+        stop_at = time.time() + 60
+        rendered, missing, broken, unexpected = await pool.run(
+            render_many_to_disk, tmp_path, [*orders, unsafe], stop_at
+        )
+        late = await pool.run(render_many_to_disk, tmp_path, orders, time.time())
     finally:
         await pool.close()
     assert isinstance(rendered, RenderedToDisk)
     assert isinstance(missing, OriginalMissing)
     assert isinstance(broken, ArtifactError)
+    # any other error comes back described (not every exception pickles)
+    assert isinstance(unexpected, RuntimeError)
+    assert str(unexpected).startswith("ValueError: Invalid storage key")
     assert pending_files(tmp_path) == [rendered.pending]
+    assert [type(result) for result in late] == [NotRendered] * 3  # none started after stop_at
 
 
 async def test_publishing_many_fsyncs_each_file_and_each_directory_once(
@@ -219,6 +230,7 @@ async def test_publishing_many_fsyncs_each_file_and_each_directory_once(
     files = [path for path in synced if path.endswith(".part")]
     assert len(files) == 3  # each file's data, the one that failed too (before its rename)
     assert synced.count(ab) == 1
+    assert str(tmp_path / "certificates") in synced and str(tmp_path) in synced  # a new directory
     assert synced.index(ab) > max(synced.index(path) for path in files)
 
 

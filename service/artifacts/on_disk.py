@@ -9,6 +9,7 @@ its job abandoned leaves a pending file, never a file under the key.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,18 +78,26 @@ class RenderOrder:
     institution_name: str
 
 
+class NotRendered(Exception):
+    """Its render was not started: the call's time (``stop_at``) was up."""
+
+
 # What may come back in place of a certificate's result: each pickles as itself.
 KNOWN_FAILURES = (ArtifactError, OriginalMissing, StorageError)
 
 
 def render_many_to_disk(
-    root: Path, orders: Sequence[RenderOrder]
+    root: Path, orders: Sequence[RenderOrder], stop_at: float
 ) -> list[RenderedToDisk | Exception]:
-    """``render_to_disk`` for each, one after the other; a certificate that fails gives its
-    error in its place and the others go on (an unexpected one comes back as a RuntimeError
-    with its description: any exception may not pickle)."""
+    """``render_to_disk`` for each, one after the other, none started after ``stop_at`` (a
+    ``time.time()``; NotRendered in its place); one that fails gives its error in its place
+    and the others go on (an unexpected error comes back as a RuntimeError with its
+    description: not every exception pickles)."""
     results: list[RenderedToDisk | Exception] = []
     for order in orders:
+        if time.time() >= stop_at:
+            results.append(NotRendered())
+            continue
         try:
             results.append(
                 render_to_disk(
