@@ -116,20 +116,24 @@ class RecordChunks:
     async def __call__(self, conn: Connection, items: Sequence[ChunkResult]) -> list[Tallies]:
         finished = [each for item in items for each in item.finished]
         generated: Iterator[Tallies] = iter(await self.record(conn, finished) if finished else ())
-        per_chunk: list[Tallies] = []
+        per_chunk: list[list[Tally]] = []
         for item in items:
             tallies: list[Tally] = []
             for of_one in itertools.islice(generated, len(item.finished)):
                 tallies += of_one or ()
-            for certificate_id, error in item.failed:
-                tallies += await fail_certificate(conn, certificate_id, error) or []
             per_chunk.append(tallies)
+        # in id order, as every statement that changes several certificates locks them
+        failed = sorted(
+            (id_, n, error) for n, item in enumerate(items) for id_, error in item.failed
+        )
+        for certificate_id, n, error in failed:
+            per_chunk[n] += await fail_certificate(conn, certificate_id, error) or []
         retried = [certificate_id for item in items for certificate_id in item.retried]
         if retried:
             # after a first attempt's pause: storage may be down, a render process missing
             run_at = datetime.now(UTC) + timedelta(seconds=exponential_backoff(1))
             await enqueue_processing(conn, certificate_ids=retried, run_at=run_at)
-        return per_chunk
+        return list(per_chunk)
 
 
 class CertificateChunks:
