@@ -259,3 +259,24 @@ async def _batch_is(conn: asyncpg.Connection, status: str) -> bool:
 async def _emails_written(conn: asyncpg.Connection, count: int) -> bool:
     sent = await conn.fetchval("SELECT count(*) FROM email_outbox WHERE status = 'sent'")
     return bool(sent == count)
+
+
+async def test_a_chunk_claimed_past_its_last_attempt_hands_each_certificate_on(
+    client: TestClient,
+    make_token: TokenFactory,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its worker died during its last attempt: the engine's next claim runs the chunk's
+    on_exhausted instead of it, and each certificate, a job of its own, is generated."""
+    token = await make_token("all")
+    await submit(client, token, [await upload(client, token) for _ in range(2)])
+    await conn.execute("UPDATE jobs SET attempts = $1", settings.job_max_attempts)
+    workers = settings.with_overrides(workers=4, poll_interval_s=0.1, cpu_processes=1)
+    await aiohttp_client(create_app(workers))
+    await wait_until(lambda: _batch_is(conn, "completed"), timeout_s=60, every_s=0.1)
+    assert await statuses(conn) == [("generated", None)] * 2
+    assert "one job each for its certificates" in caplog.text
+    await wait_until(lambda: _emails_written(conn, 2), timeout_s=60, every_s=0.1)
