@@ -14,22 +14,29 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
-from typing import BinaryIO, TypeVar
 
 from service.files.base import (
     DEFAULT_CHUNK_BYTES,
-    FileMissing,
     PutItem,
     StorageError,
     validate_key,
 )
+from service.files.durable import (
+    Fill,
+    copy_from,
+    fsync_directory,
+    make_directory,
+    move_durably,
+    replace_file,
+    storage_call,
+    storage_errors,
+    writer,
+)
 
-COPY_CHUNK_BYTES = 1 << 20
 # Files written by other processes, until published under their key (no key the service makes
 # starts with a dot: uploads/..., certificates/..., codes/...).
 PENDING_DIR = ".pending"
@@ -38,9 +45,6 @@ PENDING_DIR = ".pending"
 # written under their keys do (one directory would put every verified PDF's inode in one).
 _PENDING_NAME_RE = re.compile(r"[A-Za-z0-9_-]+/tmp[A-Za-z0-9_]+\.part")
 _SAFE_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
-
-T = TypeVar("T")
-Fill = Callable[[BinaryIO], object]
 
 
 class LocalFileStore:
@@ -86,8 +90,8 @@ class LocalFileStore:
         created: dict[str, list[Path]] = {}  # a directory: those made for it whose entries changed
         for (source, target), key in zip(moves, keys, strict=True):
             try:
-                with _storage_errors(key, "write"):
-                    made = _move_durably(source, target)
+                with storage_errors(key, "write"):
+                    made = move_durably(source, target)
             except StorageError as exc:
                 errors.append(exc)
                 continue
@@ -97,7 +101,7 @@ class LocalFileStore:
             created.setdefault(directory, []).extend(made)
         for directory, indexes in placed.items():
             try:
-                with _storage_errors(keys[indexes[0]], "write"):
+                with storage_errors(keys[indexes[0]], "write"):
                     self._sync_directory(Path(directory), created[directory])
             except StorageError as exc:
                 errors = [exc if i in indexes else error for i, error in enumerate(errors)]
@@ -113,7 +117,7 @@ class LocalFileStore:
                 above = above.parent
                 to_sync[above] = None
         for each in to_sync:
-            _fsync_directory(each)
+            fsync_directory(each)
         self._durable_directories.add(directory)
 
     async def sweep_pending(self, older_than_s: float) -> int:
@@ -122,14 +126,14 @@ class LocalFileStore:
 
     async def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
-        await asyncio.to_thread(self._write_all, [(target, key, lambda out: _copy_from(path, out))])
+        await asyncio.to_thread(self._write_all, [(target, key, lambda out: copy_from(path, out))])
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         await self.put_many([(key, data, content_type)])
 
     async def put_many(self, items: Sequence[PutItem]) -> None:
         """One thread hop for all; siblings share one directory fsync (a certificate's files)."""
-        targets = [(self._path(key), key, _writer(data)) for key, data, _ in items]
+        targets = [(self._path(key), key, writer(data)) for key, data, _ in items]
         await asyncio.to_thread(self._write_all, targets)
 
     def _write_all(self, targets: Sequence[tuple[Path, str, Fill]]) -> None:
@@ -137,22 +141,22 @@ class LocalFileStore:
         # local path) and the directories created for it
         directories: dict[Path, tuple[str, list[Path]]] = {}
         for target, key, fill in targets:
-            with _storage_errors(key, "write"):
+            with storage_errors(key, "write"):
                 if target.parent not in directories:
-                    directories[target.parent] = (key, _make_directory(target.parent))
-                _replace(target, fill)
+                    directories[target.parent] = (key, make_directory(target.parent))
+                replace_file(target, fill)
         for directory, (key, created) in directories.items():
-            with _storage_errors(key, "write"):
+            with storage_errors(key, "write"):
                 self._sync_directory(directory, created)
 
     async def open_stream(
         self, key: str, chunk_size: int = DEFAULT_CHUNK_BYTES
     ) -> AsyncGenerator[bytes, None]:
         path = self._path(key)
-        file = await asyncio.to_thread(_call, key, "read", lambda: path.open("rb"))
+        file = await asyncio.to_thread(storage_call, key, "read", lambda: path.open("rb"))
         try:
             while chunk := await asyncio.to_thread(
-                _call, key, "read", lambda: file.read(chunk_size)
+                storage_call, key, "read", lambda: file.read(chunk_size)
             ):
                 yield chunk
         finally:
@@ -160,110 +164,21 @@ class LocalFileStore:
 
     async def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
-        return await asyncio.to_thread(_call, key, "read", path.read_bytes)
+        return await asyncio.to_thread(storage_call, key, "read", path.read_bytes)
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
-        await asyncio.to_thread(_call, key, "delete", lambda: path.unlink(missing_ok=True))
+        await asyncio.to_thread(storage_call, key, "delete", lambda: path.unlink(missing_ok=True))
 
     async def exists(self, key: str) -> bool:
         path = self._path(key)
-        return await asyncio.to_thread(_call, key, "check", path.is_file)
-
-
-def _call(key: str, action: str, fn: Callable[[], T]) -> T:
-    with _storage_errors(key, action):
-        return fn()
-
-
-@contextlib.contextmanager
-def _storage_errors(key: str, action: str) -> Iterator[None]:
-    try:
-        yield
-    except FileNotFoundError as exc:
-        if action == "read":
-            raise FileMissing(key) from exc
-        raise StorageError(f"Local storage: cannot {action} {key!r}: {_reason(exc)}") from exc
-    except OSError as exc:
-        raise StorageError(f"Local storage: cannot {action} {key!r}: {_reason(exc)}") from exc
-
-
-def _reason(exc: OSError) -> str:
-    # strerror carries no path: messages may reach clients in a certificate's failure reason.
-    return exc.strerror or type(exc).__name__
-
-
-def _copy_from(source: Path, out: BinaryIO) -> None:
-    with source.open("rb") as src:
-        shutil.copyfileobj(src, out, COPY_CHUNK_BYTES)
-
-
-def write_bytes_atomically(target: Path, data: bytes, *, prefix: str, suffix: str) -> None:
-    """Outside a store (the ``.eml`` outbox): temp sibling, fsync, rename, fsync the directory
-    (and the parents of new directories)."""
-    changed = _make_directory(target.parent)
-    _replace(target, _writer(data), prefix=prefix, suffix=suffix)
-    for directory in (target.parent, *changed):
-        _fsync_directory(directory)
-
-
-def _writer(data: bytes) -> Fill:
-    return lambda out: out.write(data)
-
-
-def _move_durably(source: str, target: str) -> list[Path]:
-    """Fsync ``source`` and rename it to ``target`` (its directory made if needed: those
-    whose entries changed are returned, to fsync); ``source`` is gone afterwards either way."""
-    try:
-        _fsync(source, os.O_RDONLY)
-        try:
-            os.replace(source, target)
-        except FileNotFoundError:  # the directory is not there (yet): no stat before each rename
-            created = _make_directory(Path(target).parent)
-            os.replace(source, target)
-            return created
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(source)
-        raise
-    return []
-
-
-def _make_directory(directory: Path) -> list[Path]:
-    """Create ``directory`` if needed; the directories whose entries changed (to fsync)."""
-    missing = []
-    while not directory.is_dir():
-        missing.append(directory)
-        directory = directory.parent
-    if missing:
-        missing[0].mkdir(parents=True, exist_ok=True)
-    return [path.parent for path in missing]
-
-
-def _replace(
-    target: Path,
-    fill: Fill,
-    *,
-    prefix: str = ".tmp-",
-    suffix: str = ".part",
-) -> None:
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            fill(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
+        return await asyncio.to_thread(storage_call, key, "check", path.is_file)
 
 
 def read_local(root: Path, key: str) -> bytes:
     """The file under ``key`` in the local store at ``root``, for another process."""
     validate_key(key)
-    return _call(key, "read", (root / key).read_bytes)
+    return storage_call(key, "read", (root / key).read_bytes)
 
 
 def write_pending(root: Path, key: str, data: bytes) -> str:
@@ -274,7 +189,7 @@ def write_pending(root: Path, key: str, data: bytes) -> str:
     parent = key.rpartition("/")[0].rpartition("/")[2]
     group = parent if _SAFE_SEGMENT_RE.fullmatch(parent) else "_"
     directory = root / PENDING_DIR / group
-    with _storage_errors(key, "write"):
+    with storage_errors(key, "write"):
         directory.mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(dir=directory, suffix=".part")
         try:
@@ -302,15 +217,3 @@ def _sweep_pending(directory: Path, older_than_s: float) -> int:
                 path.unlink()
                 removed += 1
     return removed
-
-
-def _fsync_directory(directory: Path) -> None:
-    _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
-
-
-def _fsync(path: str | Path, flags: int) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -26,7 +26,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import aiosmtplib
 
-from service.files.local import write_bytes_atomically
+from service.files.durable import write_bytes_atomically
 from service.mail import compose
 
 DEFAULT_TIMEOUT_S = 30.0
