@@ -121,3 +121,19 @@ def start_worker(settings: Settings, dsn: str, **env: str) -> subprocess.Popen[b
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+async def post_bulk(
+    client: TestClient, token: str, body: Any, **headers: str
+) -> tuple[int, dict[str, Any]]:
+    response = await client.post(BULK_URL, json=body, headers={**bearer(token), **headers})
+    return response.status, await response.json()
+
+
+async def counts(conn: asyncpg.Connection) -> tuple[int, int, int, int]:
+    """Rows of batches, certificates, jobs and uploads."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM batches) b, (SELECT count(*) FROM certificates) c,"
+        " (SELECT count(*) FROM jobs) j, (SELECT count(*) FROM uploads) u"
+    )
+    return row["b"], row["c"], row["j"], row["u"]
