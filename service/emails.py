@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from email.message import EmailMessage
 from functools import partial
+from pathlib import Path
 
 import asyncpg
 
@@ -39,16 +40,19 @@ def build_message(deps: Deps, row: dict[str, object]) -> EmailMessage:
         raise PermanentFailure(f"The email cannot be composed: {exc}") from None
 
 
-async def deliver(deps: Deps, message: EmailMessage) -> None:
-    if deps.settings.smtp_url is None:
-        await asyncio.to_thread(send.write_eml, message, deps.settings.outbox_dir)
-        return
+async def send_over_smtp(smtp_url: str, message: EmailMessage) -> None:
     try:
-        await send.send_message(message, send.parse_smtp_url(deps.settings.smtp_url))
+        await send.send_message(message, send.parse_smtp_url(smtp_url))
     except send.MailError as exc:
         if exc.permanent:
             raise PermanentFailure(str(exc)) from None
         raise
+
+
+async def write_emls(deps: Deps, messages: list[EmailMessage]) -> list[Path]:
+    """No SMTP server: the messages of the jobs running at once as ``.eml`` files, one thread
+    hop and one directory fsync for them all."""
+    return await asyncio.to_thread(send.write_emls, messages, deps.settings.outbox_dir)
 
 
 async def load_emails(deps: Deps, outbox_ids: list[int]) -> list[asyncpg.Record | None]:
@@ -63,12 +67,13 @@ async def record_sent(conn: Connection, outbox_ids: Sequence[int]) -> list[Talli
 
 
 class EmailJobs:
-    """Sending a certificate's email, a job each; the reads of the jobs running at once share
-    statements, and their finalizers are written a flush at a time."""
+    """Sending a certificate's email, a job each; the reads (and ``.eml`` writes) of the jobs
+    running at once are shared, and their finalizers are written a flush at a time."""
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._load: Coalesced[int, asyncpg.Record | None] = Coalesced(partial(load_emails, deps))
+        self._write: Coalesced[EmailMessage, Path] = Coalesced(partial(write_emls, deps))
 
     async def send(self, ctx: JobContext) -> Finalizer | None:
         assert ctx.ref_id is not None  # email jobs always name their outbox row
@@ -76,7 +81,12 @@ class EmailJobs:
         # sent, failed, or cancelled with its certificate's revocation: nothing to send
         if row is None or row["status"] != "pending" or row["certificate_status"] != "generated":
             return None
-        await deliver(self._deps, build_message(self._deps, dict(row)))
+        message = build_message(self._deps, dict(row))
+        smtp_url = self._deps.settings.smtp_url
+        if smtp_url is None:
+            await self._write(message)
+        else:
+            await send_over_smtp(smtp_url, message)
         return Grouped(record_sent, ctx.ref_id)
 
 

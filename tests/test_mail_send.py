@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import os
 import socket
 import ssl
 from pathlib import Path
@@ -270,6 +271,32 @@ def test_write_eml_is_atomic_idempotent_and_parseable(tmp_path: Path) -> None:
     assert message["Message-ID"].strip() == MESSAGE_ID
     text, html = parts(message)
     assert "Second Draft" in text and VERIFY_URL in html
+
+
+def test_many_emls_share_one_directory_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs running at once write their messages together: each file fsynced before its
+    rename, the directory once after them all (and, new, its parent)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    outbox = tmp_path / "outbox"
+    messages = [build(), build(), build()]
+    for n, message in enumerate(messages):
+        message.replace_header("Message-ID", f"<certificate-{n}@mail.example.org>")
+    paths = send.write_emls(messages, outbox)
+    assert [path.name for path in paths] == [
+        f"certificate-{n}@mail.example.org.eml" for n in range(3)
+    ]
+    assert sorted(outbox.iterdir()) == paths
+    assert [path.endswith(".eml.tmp") for path in synced] == [True] * 3 + [False] * 2
+    assert synced[3:] == [str(outbox), str(tmp_path)]
 
 
 def test_write_eml_file_name_stays_inside_the_directory(tmp_path: Path) -> None:

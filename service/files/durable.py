@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -46,13 +46,19 @@ def copy_from(source: Path, out: BinaryIO) -> None:
         shutil.copyfileobj(src, out, COPY_CHUNK_BYTES)
 
 
-def write_bytes_atomically(target: Path, data: bytes, *, prefix: str, suffix: str) -> None:
-    """Outside a store (the ``.eml`` outbox): temp sibling, fsync, rename, fsync the directory
-    (and the parents of new directories)."""
-    changed = make_directory(target.parent)
-    replace_file(target, writer(data), prefix=prefix, suffix=suffix)
-    for directory in (target.parent, *changed):
-        fsync_directory(directory)
+def write_files_atomically(
+    directory: Path, files: Sequence[tuple[str, bytes]], *, prefix: str, suffix: str
+) -> list[Path]:
+    """Outside a store (the ``.eml`` outbox): each (name, data) to a temp sibling, fsync,
+    rename; then the directory fsynced once for them all (and the parents of new
+    directories). The paths written, in order."""
+    changed = make_directory(directory)
+    targets = [directory / name for name, _ in files]
+    for target, (_, data) in zip(targets, files, strict=True):
+        replace_file(target, writer(data), prefix=prefix, suffix=suffix)
+    for each in (directory, *changed):
+        fsync_directory(each)
+    return targets
 
 
 def writer(data: bytes) -> Fill:

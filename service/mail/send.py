@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
@@ -26,7 +27,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import aiosmtplib
 
-from service.files.durable import write_bytes_atomically
+from service.files.durable import write_files_atomically
 from service.mail import compose
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -131,9 +132,14 @@ async def send_message(message: EmailMessage, smtp: SmtpSettings) -> None:
 def write_eml(message: EmailMessage, directory: Path) -> Path:
     """Write ``<Message-ID>.eml`` atomically (temp file + rename); the same Message-ID, so the
     same certificate, overwrites the same file. Blocking: run it in a thread."""
-    target = directory / _eml_name(message)
-    write_bytes_atomically(target, message.as_bytes(), prefix=".", suffix=".eml.tmp")
-    return target
+    (path,) = write_emls([message], directory)
+    return path
+
+
+def write_emls(messages: Sequence[EmailMessage], directory: Path) -> list[Path]:
+    """``write_eml`` for each, the directory fsynced once for them all."""
+    files = [(_eml_name(message), message.as_bytes()) for message in messages]
+    return write_files_atomically(directory, files, prefix=".", suffix=".eml.tmp")
 
 
 def _split_url(url: str) -> SplitResult:
