@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import operator
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -133,7 +134,20 @@ class RecordChunks:
             # after a first attempt's pause: storage may be down, a render process missing
             run_at = datetime.now(UTC) + timedelta(seconds=exponential_backoff(1))
             await enqueue_processing(conn, certificate_ids=retried, run_at=run_at)
-        return list(per_chunk)
+        return [summed(tallies) for tallies in per_chunk]
+
+
+def summed(tallies: list[Tally]) -> list[Tally]:
+    """A chunk's tallies, one per shared row (its batch's counters): the flush would sum its
+    sixteen anyway, one at a time."""
+    sums: dict[tuple[str, int], Tally] = {}
+    for tally in tallies:
+        key = (tally.kind, tally.ref_id)
+        found = sums.get(key)
+        if found is not None and found.write == tally.write:
+            tally = replace(found, counts=tuple(map(operator.add, found.counts, tally.counts)))
+        sums[key] = tally
+    return list(sums.values())
 
 
 class CertificateChunks:
