@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import operator
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -139,13 +138,15 @@ class RecordChunks:
 
 def summed(tallies: list[Tally]) -> list[Tally]:
     """A chunk's tallies, one per shared row (its batch's counters): the flush would sum its
-    sixteen anyway, one at a time."""
-    sums: dict[tuple[str, int], Tally] = {}
+    sixteen anyway, one at a time. Tallies of one row that disagree (another writer, another
+    shape) stay apart, for the flush to refuse as it would have."""
+    sums: dict[tuple[str, int, object, int], Tally] = {}
     for tally in tallies:
-        key = (tally.kind, tally.ref_id)
+        key = (tally.kind, tally.ref_id, tally.write, len(tally.counts))
         found = sums.get(key)
-        if found is not None and found.write == tally.write:
-            tally = replace(found, counts=tuple(map(operator.add, found.counts, tally.counts)))
+        if found is not None:
+            counts = tuple(a + b for a, b in zip(found.counts, tally.counts, strict=True))
+            tally = replace(found, counts=counts)
         sums[key] = tally
     return list(sums.values())
 

@@ -22,6 +22,9 @@ from service.verification import verification_url
 
 log = logging.getLogger(__name__)
 
+# .eml files written in one thread hop at most: a batch's fsyncs run one after another
+EML_BATCH = 32
+
 
 def build_message(deps: Deps, row: dict[str, object]) -> EmailMessage:
     base = deps.settings.base_url
@@ -49,10 +52,23 @@ async def send_over_smtp(smtp_url: str, message: EmailMessage) -> None:
         raise
 
 
-async def write_emls(deps: Deps, messages: list[EmailMessage]) -> list[Path]:
+class EmlWriter:
     """No SMTP server: the messages of the jobs running at once as ``.eml`` files, one thread
-    hop and one directory fsync for them all."""
-    return await asyncio.to_thread(send.write_emls, messages, deps.settings.outbox_dir)
+    hop and one directory fsync for them all (``Coalesced``: an error writing them fails every
+    job of the batch, and each retries; a batch abandoned by its jobs still finishes in its
+    thread, harmlessly, as a retry writes the same files)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._written_before = False  # the first write makes the directory's entry durable
+
+    async def __call__(self, files: list[tuple[str, bytes]]) -> list[Path]:
+        parent_too = not self._written_before
+        paths = await asyncio.to_thread(
+            send.write_emls, files, self._directory, parent_too=parent_too
+        )
+        self._written_before = True
+        return paths
 
 
 async def load_emails(deps: Deps, outbox_ids: list[int]) -> list[asyncpg.Record | None]:
@@ -73,7 +89,8 @@ class EmailJobs:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._load: Coalesced[int, asyncpg.Record | None] = Coalesced(partial(load_emails, deps))
-        self._write: Coalesced[EmailMessage, Path] = Coalesced(partial(write_emls, deps))
+        writer = EmlWriter(deps.settings.outbox_dir)
+        self._write: Coalesced[tuple[str, bytes], Path] = Coalesced(writer, at_most=EML_BATCH)
 
     async def send(self, ctx: JobContext) -> Finalizer | None:
         assert ctx.ref_id is not None  # email jobs always name their outbox row
@@ -84,7 +101,11 @@ class EmailJobs:
         message = build_message(self._deps, dict(row))
         smtp_url = self._deps.settings.smtp_url
         if smtp_url is None:
-            await self._write(message)
+            try:
+                eml = send.eml_file(message)
+            except ValueError as exc:  # its own problem: not for the others written with it
+                raise PermanentFailure(f"The email cannot be written: {exc}") from None
+            await self._write(eml)
         else:
             await send_over_smtp(smtp_url, message)
         return Grouped(record_sent, ctx.ref_id)

@@ -7,7 +7,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from service.resources import FILES
-from tests.test_verify import BARCODE_SVG, QR_SVG, add_certificate, add_institution
+from tests.verify_helpers import BARCODE_SVG, QR_SVG, add_certificate, add_institution
 
 VALID = "VEC-IC-2026ABCDEF0123456"
 PENDING = "VEC-IC-20260000000000009"

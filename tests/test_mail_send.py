@@ -290,13 +290,15 @@ def test_many_emls_share_one_directory_fsync(
     messages = [build(), build(), build()]
     for n, message in enumerate(messages):
         message.replace_header("Message-ID", f"<certificate-{n}@mail.example.org>")
-    paths = send.write_emls(messages, outbox)
-    assert [path.name for path in paths] == [
-        f"certificate-{n}@mail.example.org.eml" for n in range(3)
-    ]
+    paths = send.write_emls([send.eml_file(message) for message in messages], outbox)
+    names = [f"certificate-{n}@mail.example.org.eml" for n in range(3)]
+    assert [path.name for path in paths] == names
     assert sorted(outbox.iterdir()) == paths
     assert [path.endswith(".eml.tmp") for path in synced] == [True] * 3 + [False] * 2
-    assert synced[3:] == [str(outbox), str(tmp_path)]
+    assert synced[3:] == [str(outbox), str(tmp_path)]  # the new directory, then its parent
+    synced.clear()
+    send.write_emls([send.eml_file(messages[0])], outbox, parent_too=True)
+    assert synced[1:] == [str(outbox), str(tmp_path)]  # a process's first write, the same
 
 
 def test_write_eml_file_name_stays_inside_the_directory(tmp_path: Path) -> None:

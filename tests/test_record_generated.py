@@ -7,10 +7,11 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.chunks import ChunkResult, RecordChunks
+from service.chunks import ChunkResult, RecordChunks, summed
 from service.data import processing as processing_data
 from service.data import recipients as recipient_data
-from service.pipeline import Finished, RecordGenerated
+from service.pipeline import Finished, RecordGenerated, batch_tally, write_batch_counts
+from service.queue.types import Tally
 from tests.conftest import TokenFactory, bearer
 from tests.vault_helpers import BULK_URL, entry, fake_uploads, institution_id
 
@@ -154,3 +155,21 @@ async def test_a_flush_of_chunks_gives_each_its_own_counts_and_hands_on_the_retr
     )
     assert [(r["ref_id"], r["later"]) for r in handed_on] == [(again, True)]
     assert await conn.fetchval("SELECT count(*) FROM email_outbox") == 3
+
+
+def test_a_chunks_tallies_are_summed_per_row_and_disagreeing_ones_kept_apart() -> None:
+    """The flush refuses tallies of one row that disagree: summing must not hide them."""
+    batch = [batch_tally(7, generated=1), batch_tally(7, failed=1), batch_tally(8, generated=1)]
+    other_writer = Tally("batch", 7, (1, 0), write_tallies_elsewhere)
+    shorter = Tally("batch", 7, (1,), write_batch_counts)
+    tallies = summed([t for ts in batch for t in ts] + [other_writer, shorter])
+    assert [(t.ref_id, t.counts, t.write) for t in tallies] == [
+        (7, (1, 1), write_batch_counts),
+        (8, (1, 0), write_batch_counts),
+        (7, (1, 0), write_tallies_elsewhere),
+        (7, (1,), write_batch_counts),
+    ]
+
+
+async def write_tallies_elsewhere(conn: object, ref_id: int, counts: tuple[int, ...]) -> None:
+    raise AssertionError("never written here")

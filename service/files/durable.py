@@ -47,12 +47,19 @@ def copy_from(source: Path, out: BinaryIO) -> None:
 
 
 def write_files_atomically(
-    directory: Path, files: Sequence[tuple[str, bytes]], *, prefix: str, suffix: str
+    directory: Path,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    prefix: str,
+    suffix: str,
+    parent_too: bool = False,
 ) -> list[Path]:
     """Outside a store (the ``.eml`` outbox): each (name, data) to a temp sibling, fsync,
-    rename; then the directory fsynced once for them all (and the parents of new
-    directories). The paths written, in order."""
+    rename; then the directory fsynced once for them all, and the parents of directories made
+    on the way (or its own parent anyway, with ``parent_too``). The paths written, in order."""
     changed = make_directory(directory)
+    if parent_too and directory.parent not in changed:
+        changed.append(directory.parent)
     targets = [directory / name for name, _ in files]
     for target, (_, data) in zip(targets, files, strict=True):
         replace_file(target, writer(data), prefix=prefix, suffix=suffix)

@@ -132,14 +132,25 @@ async def send_message(message: EmailMessage, smtp: SmtpSettings) -> None:
 def write_eml(message: EmailMessage, directory: Path) -> Path:
     """Write ``<Message-ID>.eml`` atomically (temp file + rename); the same Message-ID, so the
     same certificate, overwrites the same file. Blocking: run it in a thread."""
-    (path,) = write_emls([message], directory)
+    (path,) = write_emls([eml_file(message)], directory)
     return path
 
 
-def write_emls(messages: Sequence[EmailMessage], directory: Path) -> list[Path]:
-    """``write_eml`` for each, the directory fsynced once for them all."""
-    files = [(_eml_name(message), message.as_bytes()) for message in messages]
-    return write_files_atomically(directory, files, prefix=".", suffix=".eml.tmp")
+def eml_file(message: EmailMessage) -> tuple[str, bytes]:
+    """The ``.eml`` file of a message: its name (after its Message-ID) and its bytes. Raises
+    ValueError for a message without a Message-ID."""
+    return _eml_name(message), message.as_bytes()
+
+
+def write_emls(
+    files: Sequence[tuple[str, bytes]], directory: Path, *, parent_too: bool = False
+) -> list[Path]:
+    """``.eml`` files (``eml_file``) written atomically, the directory fsynced once for them all
+    (and its parent with ``parent_too``: a process's first write, as another process may have
+    made the directory and died before making its entry durable)."""
+    return write_files_atomically(
+        directory, files, prefix=".", suffix=".eml.tmp", parent_too=parent_too
+    )
 
 
 def _split_url(url: str) -> SplitResult:
