@@ -212,12 +212,8 @@ async def produce_each(
 async def produce_one(deps: Deps, certificate: asyncpg.Record) -> GeneratedArtifacts | Unproduced:
     try:
         return await produce(deps, certificate)
-    except PermanentFailure as failure:
-        return Unproduced(failure.error, permanent=True)
-    except JobError as error:
-        return Unproduced(str(error), permanent=False)
-    except Exception as exc:  # as a job of its own would: another attempt
-        return Unproduced(describe(exc), permanent=False)
+    except Exception as exc:  # as a job of its own would see it
+        return unproduced(exc)
 
 
 async def render_in_place(
@@ -244,7 +240,7 @@ async def render_in_place(
                     budget_s, render_many_to_disk, files.root, orders, stop_at
                 )
     except (TimeoutError, JobError) as error:  # stopped at its time limit, or its process lost
-        return [Unproduced(str(error), permanent=False)] * len(orders)
+        return [unproduced(error)] * len(orders)
     pending = [
         (result.pending, order.verified_pdf_key)
         for order, result in zip(orders, results, strict=True)
