@@ -237,7 +237,7 @@ async def render_in_place(
         async with asyncio.timeout(budget_s):
             with rendering_errors():
                 results = await deps.cpu.run_limited(
-                    budget_s, render_many_to_disk, files.root, orders, stop_at
+                    budget_s, render_many_to_disk, files.root, files.pending_dir, orders, stop_at
                 )
     except (TimeoutError, JobError) as error:  # stopped at its time limit, or its process lost
         return [unproduced(error)] * len(orders)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Sequence
 from email.message import EmailMessage
 from functools import partial
@@ -14,6 +15,7 @@ import asyncpg
 from service.coalesce import Coalesced
 from service.data import Connection
 from service.data import emails as email_data
+from service.files.placement import make_top_directory, sweep_directories
 from service.jobs import Deps
 from service.mail import compose, send
 from service.pipeline import mail_domain
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 
 # .eml files written in one thread hop at most: a batch's fsyncs run one after another
 EML_BATCH = 32
+# Under the outbox: each process's directory for the files it writes (then renamed), and how
+# long another's, idle, is kept (with what a process killed while writing left in it).
+SCRATCH_DIR = ".tmp"
+STALE_SCRATCH_S = 3600
 
 
 def build_message(deps: Deps, row: dict[str, object]) -> EmailMessage:
@@ -56,19 +62,33 @@ class EmlWriter:
     """No SMTP server: the messages of the jobs running at once as ``.eml`` files, one thread
     hop and one directory fsync for them all (``Coalesced``: an error writing them fails every
     job of the batch, and each retries; a batch abandoned by its jobs still finishes in its
-    thread, harmlessly, as a retry writes the same files)."""
+    thread, harmlessly, as a retry writes the same files). Each is written in a directory of
+    this process's own first, placed afresh on disk (``files.placement``), then renamed."""
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
+        self._scratch = directory / SCRATCH_DIR / secrets.token_hex(8)
         self._written_before = False  # the first write makes the directory's entry durable
 
     async def __call__(self, files: list[tuple[str, bytes]]) -> list[Path]:
-        parent_too = not self._written_before
+        first = not self._written_before
+        if first:
+            await asyncio.to_thread(self._place_scratch)
         paths = await asyncio.to_thread(
-            send.write_emls, files, self._directory, parent_too=parent_too
+            send.write_emls, files, self._directory, scratch=self._scratch, parent_too=first
         )
         self._written_before = True
         return paths
+
+    def _place_scratch(self) -> None:
+        parent = self._scratch.parent
+        make_top_directory(parent)
+        sweep_directories(
+            parent,
+            f"*/*{send.EML_TEMP_SUFFIX}",
+            own=self._scratch.name,
+            older_than_s=STALE_SCRATCH_S,
+        )
 
 
 async def load_emails(deps: Deps, outbox_ids: list[int]) -> list[asyncpg.Record | None]:

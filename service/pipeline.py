@@ -106,6 +106,7 @@ async def render_in_place(
         render_timeout_s(deps),
         render_to_disk,
         files.root,
+        files.pending_dir,
         certificate["original_key"],
         pdf_key,
         certificate["original_mime"],

@@ -38,8 +38,8 @@ async def test_housekeeping_purges_expired_keys_and_rate_windows(
 
 async def test_housekeeping_sweeps_renders_nobody_published(client: TestClient) -> None:
     files: LocalFileStore = client.app[FILES]
-    abandoned = write_pending(files.root, "certificates/ab/a.pdf", b"%PDF-1.7")
-    running = write_pending(files.root, "certificates/ab/b.pdf", b"%PDF-1.7")
+    abandoned = write_pending(files.root, files.pending_dir, "certificates/ab/a.pdf", b"%PDF-1.7")
+    running = write_pending(files.root, files.pending_dir, "certificates/ab/b.pdf", b"%PDF-1.7")
     long_ago = time.time() - 2 * maintenance.PENDING_AGE_S
     os.utime(files.root / PENDING_DIR / abandoned, (long_ago, long_ago))
     await maintenance.run_once(client.app[POOL], files, client.app[SETTINGS])

@@ -35,6 +35,7 @@ STAMP = {
     "institution_name": "Example Institute",
 }
 KEY = "certificates/ab/a.pdf"
+RUN = "run1"  # a store's own pending directory
 
 
 def pending_files(root: Path) -> list[str]:
@@ -63,7 +64,7 @@ async def test_a_render_process_writes_a_pending_pdf_the_job_publishes_durably(
     pool = CpuPool(1)
     try:
         rendered = await pool.run(
-            render_to_disk, store.root, "uploads/a.pdf", KEY, "application/pdf", **STAMP
+            render_to_disk, store.root, RUN, "uploads/a.pdf", KEY, "application/pdf", **STAMP
         )
     finally:
         await pool.close()
@@ -92,15 +93,15 @@ async def test_the_first_publish_into_a_directory_makes_its_parents_durable_too(
     root = tmp_path / "files"
     (root / "certificates" / "ab").mkdir(parents=True)  # made by someone else
     store = LocalFileStore(root)
-    await store.publish(write_pending(root, KEY, b"one"), KEY)
+    await store.publish(write_pending(root, RUN, KEY, b"one"), KEY)
     chain = [str(root / "certificates" / "ab"), str(root / "certificates"), str(root)]
     assert synced[1:] == chain  # after the file itself
     synced.clear()
     second = "certificates/ab/b.pdf"
-    await store.publish(write_pending(root, second, b"two"), second)
+    await store.publish(write_pending(root, RUN, second, b"two"), second)
     assert synced[1:] == chain[:1]
     synced.clear()
-    await store.publish(write_pending(root, "top.pdf", b"three"), "top.pdf")
+    await store.publish(write_pending(root, RUN, "top.pdf", b"three"), "top.pdf")
     assert synced[1:] == [str(root)]  # nothing above the root
 
 
@@ -127,13 +128,13 @@ async def test_a_missing_original_is_its_own_error_across_processes(tmp_path: Pa
     try:
         with pytest.raises(OriginalMissing):
             await pool.run(
-                render_to_disk, tmp_path, "uploads/gone.pdf", KEY, "application/pdf", **STAMP
+                render_to_disk, tmp_path, RUN, "uploads/gone.pdf", KEY, "application/pdf", **STAMP
             )
         (tmp_path / "uploads").mkdir()
         (tmp_path / "uploads" / "bad.pdf").write_bytes(b"%PDF-1.7 not really")
         with pytest.raises(ArtifactError):
             await pool.run(
-                render_to_disk, tmp_path, "uploads/bad.pdf", KEY, "application/pdf", **STAMP
+                render_to_disk, tmp_path, RUN, "uploads/bad.pdf", KEY, "application/pdf", **STAMP
             )
     finally:
         await pool.close()
@@ -144,13 +145,13 @@ def test_a_pending_write_that_fails_leaves_nothing_and_names_only_the_key(
     tmp_path: Path,
 ) -> None:
     with file_size_limit(MB), pytest.raises(StorageError) as caught:
-        write_pending(tmp_path, KEY, b"\0" * (2 * MB))
+        write_pending(tmp_path, RUN, KEY, b"\0" * (2 * MB))
     assert str(caught.value) == f"Local storage: cannot write '{KEY}': File too large"
     assert pending_files(tmp_path) == []
     blocked = tmp_path / "blocked"
     blocked.write_bytes(b"")
     with pytest.raises(StorageError, match=r"^Local storage: cannot write 'x/b\.pdf'"):
-        write_pending(blocked, "x/b.pdf", b"x")
+        write_pending(blocked, RUN, "x/b.pdf", b"x")
 
 
 async def test_publishing_replaces_the_file_and_a_failure_keeps_the_old_one(
@@ -158,20 +159,22 @@ async def test_publishing_replaces_the_file_and_a_failure_keeps_the_old_one(
 ) -> None:
     store = LocalFileStore(tmp_path)
     await store.put_bytes(KEY, b"old content", "application/pdf")
-    await store.publish(write_pending(tmp_path, KEY, b"new content"), KEY)
+    await store.publish(write_pending(tmp_path, RUN, KEY, b"new content"), KEY)
     assert await store.get_bytes(KEY) == b"new content"
     with pytest.raises(StorageError, match=rf"^Local storage: cannot write '{KEY}'"):
         await store.publish("ab/tmpnever_written.part", KEY)  # swept, or never there
     assert await store.get_bytes(KEY) == b"new content"
     (tmp_path / "certificates" / "cd").write_bytes(b"in the way of a directory")
-    pending = write_pending(tmp_path, "certificates/cd/b.pdf", b"pdf")
+    pending = write_pending(tmp_path, RUN, "certificates/cd/b.pdf", b"pdf")
     with pytest.raises(StorageError, match="Not a directory"):
         await store.publish(pending, "certificates/cd/b.pdf")
     assert pending_files(tmp_path) == []  # published or not, it is gone
     for bad in ("../../etc/passwd", "tmpx.part", "../tmpx.part", "ab/../tmpx.part"):
         with pytest.raises(ValueError, match="Invalid pending file name"):
             await store.publish(bad, KEY)
-    assert write_pending(tmp_path, "top.pdf", b"x").startswith("_/")  # a key with no directory
+    assert write_pending(tmp_path, RUN, "top.pdf", b"x").startswith(f"{RUN}/")
+    with pytest.raises(ValueError, match="Invalid pending directory"):
+        write_pending(tmp_path, "../up", KEY, b"x")
 
 
 async def test_many_renders_in_one_call_each_come_back_with_their_own_result(
@@ -194,9 +197,9 @@ async def test_many_renders_in_one_call_each_come_back_with_their_own_result(
         unsafe = replace(orders[0], original_key="../outside.pdf")
         stop_at = time.time() + 60
         rendered, missing, broken, unexpected = await pool.run(
-            render_many_to_disk, tmp_path, [*orders, unsafe], stop_at
+            render_many_to_disk, tmp_path, RUN, [*orders, unsafe], stop_at
         )
-        late = await pool.run(render_many_to_disk, tmp_path, orders, time.time())
+        late = await pool.run(render_many_to_disk, tmp_path, RUN, orders, time.time())
     finally:
         await pool.close()
     assert isinstance(rendered, RenderedToDisk)
@@ -217,7 +220,7 @@ async def test_publishing_many_fsyncs_each_file_and_each_directory_once(
     (tmp_path / "certificates").mkdir()
     (tmp_path / "certificates" / "cd").write_bytes(b"in the way of a directory")
     keys = ["certificates/ab/x.pdf", "certificates/cd/y.pdf", "certificates/ab/z.pdf"]
-    pending = [write_pending(tmp_path, key, key.encode()) for key in keys]
+    pending = [write_pending(tmp_path, RUN, key, key.encode()) for key in keys]
     errors = await store.publish_many(list(zip(pending, keys, strict=True)))
     assert errors[0] is None and errors[2] is None
     assert isinstance(errors[1], StorageError) and "Not a directory" in str(errors[1])
@@ -236,7 +239,7 @@ async def test_publishing_many_fsyncs_each_file_and_each_directory_once(
 
 async def test_housekeeping_sweeps_old_pending_files_only(tmp_path: Path) -> None:
     store = LocalFileStore(tmp_path)
-    old, fresh = write_pending(tmp_path, KEY, b"a"), write_pending(tmp_path, KEY, b"b")
+    old, fresh = write_pending(tmp_path, RUN, KEY, b"a"), write_pending(tmp_path, RUN, KEY, b"b")
     hours_ago = time.time() - 7200
     os.utime(tmp_path / PENDING_DIR / old, (hours_ago, hours_ago))
     assert await store.sweep_pending(3600) == 1
@@ -248,6 +251,6 @@ def test_keys_are_checked_in_the_render_process_too(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Invalid storage key"):
         read_local(tmp_path, "../outside.pdf")
     with pytest.raises(ValueError, match="Invalid storage key"):
-        write_pending(tmp_path, "../outside.pdf", b"x")
+        write_pending(tmp_path, RUN, "../outside.pdf", b"x")
     with pytest.raises(FileMissing):
         read_local(tmp_path, "uploads/none.pdf")

@@ -34,6 +34,7 @@ class RenderedToDisk:
 
 def render_to_disk(
     root: Path,
+    pending_dir: str,
     original_key: str,
     verified_pdf_key: str,
     mime_type: str,
@@ -43,7 +44,8 @@ def render_to_disk(
     institution_name: str,
 ) -> RenderedToDisk:
     """``render_artifacts`` from the original under ``original_key`` of the local store at
-    ``root`` to a pending file, to be published under ``verified_pdf_key``."""
+    ``root`` to a pending file in its ``pending_dir``, to be published under
+    ``verified_pdf_key``."""
     try:
         original = read_local(root, original_key)
     except FileMissing:
@@ -56,7 +58,7 @@ def render_to_disk(
         verify_url=verify_url,
         institution_name=institution_name,
     )
-    pending = write_pending(root, verified_pdf_key, artifacts.verified_pdf)
+    pending = write_pending(root, pending_dir, verified_pdf_key, artifacts.verified_pdf)
     return RenderedToDisk(
         pending=pending,
         qr_svg=artifacts.qr_svg,
@@ -87,7 +89,7 @@ KNOWN_FAILURES = (ArtifactError, OriginalMissing, StorageError)
 
 
 def render_many_to_disk(
-    root: Path, orders: Sequence[RenderOrder], stop_at: float
+    root: Path, pending_dir: str, orders: Sequence[RenderOrder], stop_at: float
 ) -> list[RenderedToDisk | Exception]:
     """``render_to_disk`` for each, one after the other, none started after ``stop_at`` (a
     ``time.time()``; NotRendered in its place); one that fails gives its error in its place
@@ -102,6 +104,7 @@ def render_many_to_disk(
             results.append(
                 render_to_disk(
                     root,
+                    pending_dir,
                     order.original_key,
                     order.verified_pdf_key,
                     order.mime_type,

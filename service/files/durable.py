@@ -52,17 +52,21 @@ def write_files_atomically(
     *,
     prefix: str,
     suffix: str,
+    scratch: Path | None = None,
     parent_too: bool = False,
 ) -> list[Path]:
-    """Outside a store (the ``.eml`` outbox): each (name, data) to a temp sibling, fsync,
-    rename; then the directory fsynced once for them all, and the parents of directories made
-    on the way (or its own parent anyway, with ``parent_too``). The paths written, in order."""
+    """Outside a store (the ``.eml`` outbox): each (name, data) to a temp file (a sibling, or
+    in ``scratch`` on the same file system), fsync, rename; then the directory fsynced once
+    for them all, and the parents of directories made on the way (or its own parent anyway,
+    with ``parent_too``). The paths written, in order."""
     changed = make_directory(directory)
     if parent_too and directory.parent not in changed:
         changed.append(directory.parent)
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
     targets = [directory / name for name, _ in files]
     for target, (_, data) in zip(targets, files, strict=True):
-        replace_file(target, writer(data), prefix=prefix, suffix=suffix)
+        replace_file(target, writer(data), prefix=prefix, suffix=suffix, scratch=scratch)
     for each in (directory, *changed):
         fsync_directory(each)
     return targets
@@ -107,8 +111,12 @@ def replace_file(
     *,
     prefix: str = ".tmp-",
     suffix: str = ".part",
+    scratch: Path | None = None,
 ) -> None:
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
+    """``target`` replaced atomically by what ``fill`` writes, fsynced: written to a temp file
+    in ``scratch`` (the same file system), or beside it."""
+    directory = target.parent if scratch is None else scratch
+    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)

@@ -37,7 +37,9 @@ async def open_file_store(
         ) as store:
             yield store
     else:
-        yield LocalFileStore(local_root(url))
+        local = LocalFileStore(local_root(url))
+        await local.place_pending()
+        yield local
 
 
 def local_root(url: str) -> Path:

@@ -1,11 +1,11 @@
 """Local-disk file store: atomic writes (temp file, fsync, rename), blocking I/O in threads.
 
 Another process on this machine (a render process) may write a file for the store: it writes
-it to the pending directory (``write_pending``), unsynced, and the store publishes it under its
-key (``LocalFileStore.publish``: fsync, rename, fsync the directory, and the first time its
-parents up to the root, since whoever created it may have died before). Only the caller that
-publishes decides what a key holds: a render abandoned on its way leaves a pending file, which
-housekeeping removes (``sweep_pending``), never a file under a key.
+it to the store's pending directory (``write_pending``), unsynced, and the store publishes it
+under its key (``LocalFileStore.publish``: fsync, rename, fsync the directory, and the first
+time its parents up to the root, since whoever created it may have died before). Only the
+caller that publishes decides what a key holds: a render abandoned on its way leaves a pending
+file, which housekeeping removes (``sweep_pending``), never a file under a key.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import tempfile
-import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
@@ -36,13 +36,13 @@ from service.files.durable import (
     storage_errors,
     writer,
 )
+from service.files.placement import make_top_directory, sweep_directories
 
 # Files written by other processes, until published under their key (no key the service makes
-# starts with a dot: uploads/..., certificates/..., codes/...).
+# starts with a dot: uploads/..., certificates/..., codes/...). Each store (each service
+# process) has a directory of its own in it, of a random name, placed afresh on disk
+# (``files.placement``): one file is created there per certificate.
 PENDING_DIR = ".pending"
-# In a subdirectory named after the key's directory: ext4 allocates a file's inode near its
-# directory's, and a rename keeps it, so pending files spread over block groups as files
-# written under their keys do (one directory would put every verified PDF's inode in one).
 _PENDING_NAME_RE = re.compile(r"[A-Za-z0-9_-]+/tmp[A-Za-z0-9_]+\.part")
 _SAFE_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -50,6 +50,8 @@ _SAFE_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 class LocalFileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # this store's own directory under PENDING_DIR, made with its first file
+        self.pending_dir = secrets.token_hex(8)
         # Directories whose entries, and their parents' up to the root, this store has fsynced:
         # whoever created a directory may have died before making it durable.
         self._durable_directories: set[Path] = set()
@@ -120,9 +122,21 @@ class LocalFileStore:
             fsync_directory(each)
         self._durable_directories.add(directory)
 
+    async def place_pending(self) -> None:
+        """Before the first render: the pending directory made a top directory, for this
+        store's own to be placed afresh (``files.placement``)."""
+        await asyncio.to_thread(make_top_directory, self.root / PENDING_DIR)
+
     async def sweep_pending(self, older_than_s: float) -> int:
-        """Remove pending files no one published (their render was abandoned or killed)."""
-        return await asyncio.to_thread(_sweep_pending, self.root / PENDING_DIR, older_than_s)
+        """Remove pending files no one published (their render was abandoned or killed), and
+        the directories of stores gone."""
+        return await asyncio.to_thread(
+            sweep_directories,
+            self.root / PENDING_DIR,
+            "*/*.part",
+            own=self.pending_dir,
+            older_than_s=older_than_s,
+        )
 
     async def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
@@ -181,14 +195,15 @@ def read_local(root: Path, key: str) -> bytes:
     return storage_call(key, "read", (root / key).read_bytes)
 
 
-def write_pending(root: Path, key: str, data: bytes) -> str:
-    """Write ``data`` as a pending file of the store at ``root``, unsynced (the process that
-    publishes it fsyncs it; a render process waiting on the disk would leave a core idle);
-    its name, for ``LocalFileStore.publish``. ``key`` names it in errors."""
+def write_pending(root: Path, pending_dir: str, key: str, data: bytes) -> str:
+    """Write ``data`` as a pending file of the store at ``root``, in its own ``pending_dir``,
+    unsynced (the process that publishes it fsyncs it; a render process waiting on the disk
+    would leave a core idle); its name, for ``LocalFileStore.publish``. ``key`` names it in
+    errors."""
     validate_key(key)
-    parent = key.rpartition("/")[0].rpartition("/")[2]
-    group = parent if _SAFE_SEGMENT_RE.fullmatch(parent) else "_"
-    directory = root / PENDING_DIR / group
+    if not _SAFE_SEGMENT_RE.fullmatch(pending_dir):
+        raise ValueError(f"Invalid pending directory {pending_dir!r}.")
+    directory = root / PENDING_DIR / pending_dir
     with storage_errors(key, "write"):
         directory.mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(dir=directory, suffix=".part")
@@ -199,21 +214,10 @@ def write_pending(root: Path, key: str, data: bytes) -> str:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-    return f"{group}/{os.path.basename(path)}"
+    return f"{pending_dir}/{os.path.basename(path)}"
 
 
 def _pending_name(name: str) -> str:
     if not _PENDING_NAME_RE.fullmatch(name):
         raise ValueError(f"Invalid pending file name {name!r}.")
     return name
-
-
-def _sweep_pending(directory: Path, older_than_s: float) -> int:
-    cutoff = time.time() - older_than_s
-    removed = 0
-    for path in directory.glob("*/*.part"):
-        with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-    return removed

@@ -33,6 +33,7 @@ from service.mail import compose
 DEFAULT_TIMEOUT_S = 30.0
 MAX_SERVER_TEXT_CHARS = 200
 MAX_EML_STEM_CHARS = 200
+EML_TEMP_SUFFIX = ".eml.tmp"
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _QUERY_KEYS = frozenset({"starttls", "timeout", "tls_verify", "ca_file"})
@@ -143,13 +144,18 @@ def eml_file(message: EmailMessage) -> tuple[str, bytes]:
 
 
 def write_emls(
-    files: Sequence[tuple[str, bytes]], directory: Path, *, parent_too: bool = False
+    files: Sequence[tuple[str, bytes]],
+    directory: Path,
+    *,
+    scratch: Path | None = None,
+    parent_too: bool = False,
 ) -> list[Path]:
-    """``.eml`` files (``eml_file``) written atomically, the directory fsynced once for them all
-    (and its parent with ``parent_too``: a process's first write, as another process may have
-    made the directory and died before making its entry durable)."""
+    """``.eml`` files (``eml_file``) written atomically (by way of a temp file in ``scratch``,
+    if given), the directory fsynced once for them all (and its parent with ``parent_too``: a
+    process's first write, as another process may have made the directory and died before
+    making its entry durable)."""
     return write_files_atomically(
-        directory, files, prefix=".", suffix=".eml.tmp", parent_too=parent_too
+        directory, files, prefix=".", suffix=EML_TEMP_SUFFIX, scratch=scratch, parent_too=parent_too
     )
 
 
