@@ -85,7 +85,7 @@ class EmlWriter:
         make_top_directory(parent)
         sweep_directories(
             parent,
-            f"*/*{send.EML_TEMP_SUFFIX}",
+            send.EML_TEMP_SUFFIX,
             own=self._scratch.name,
             older_than_s=STALE_SCRATCH_S,
         )

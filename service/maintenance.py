@@ -25,7 +25,8 @@ from service.uploads import sweep_expired, sweep_file_intents
 
 log = logging.getLogger(__name__)
 WEBHOOK_PURGE_BATCH = 10_000
-TRANSIENT = (*DATABASE_ERRORS, StorageError)
+# what a housekeeping round may meet and the next one retries (a file swept away meanwhile, too)
+TRANSIENT = (*DATABASE_ERRORS, StorageError, OSError)
 # A render's pending file lives milliseconds; one its job abandoned is done within the job's
 # time limit. An hour is far beyond both.
 PENDING_AGE_S = 3600

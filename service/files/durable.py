@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from service.files.base import FileMissing, StorageError
+from service.files.placement import make_temp_file
 
 COPY_CHUNK_BYTES = 1 << 20
 
@@ -62,13 +63,14 @@ def write_files_atomically(
     changed = make_directory(directory)
     if parent_too and directory.parent not in changed:
         changed.append(directory.parent)
-    if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
     targets = [directory / name for name, _ in files]
     for target, (_, data) in zip(targets, files, strict=True):
         replace_file(target, writer(data), prefix=prefix, suffix=suffix, scratch=scratch)
     for each in (directory, *changed):
         fsync_directory(each)
+    if scratch is not None:
+        # without a journal, the temp names could otherwise outlive a crash beside the files
+        fsync_directory(scratch)
     return targets
 
 
@@ -114,9 +116,12 @@ def replace_file(
     scratch: Path | None = None,
 ) -> None:
     """``target`` replaced atomically by what ``fill`` writes, fsynced: written to a temp file
-    in ``scratch`` (the same file system), or beside it."""
-    directory = target.parent if scratch is None else scratch
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+    in ``scratch`` (a directory of the process's own on the same file system, made if
+    missing), or beside it."""
+    if scratch is None:
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
+    else:
+        fd, temp_name = make_temp_file(scratch, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)

@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from service.files.durable import (
     storage_errors,
     writer,
 )
-from service.files.placement import make_top_directory, sweep_directories
+from service.files.placement import make_temp_file, make_top_directory, sweep_directories
 
 # Files written by other processes, until published under their key (no key the service makes
 # starts with a dot: uploads/..., certificates/..., codes/...). Each store (each service
@@ -133,7 +132,7 @@ class LocalFileStore:
         return await asyncio.to_thread(
             sweep_directories,
             self.root / PENDING_DIR,
-            "*/*.part",
+            ".part",
             own=self.pending_dir,
             older_than_s=older_than_s,
         )
@@ -205,8 +204,7 @@ def write_pending(root: Path, pending_dir: str, key: str, data: bytes) -> str:
         raise ValueError(f"Invalid pending directory {pending_dir!r}.")
     directory = root / PENDING_DIR / pending_dir
     with storage_errors(key, "write"):
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, path = tempfile.mkstemp(dir=directory, suffix=".part")
+        fd, path = make_temp_file(directory, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)

@@ -22,12 +22,14 @@ import fcntl
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# linux/fs.h; the kernel reads and writes an int, whatever the request's encoded size says
+# linux/fs.h, as encoded on x86-64 and arm64 (elsewhere the request fails, and is ignored); the
+# kernel reads and writes an int, whatever size the request's encoding says
 FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
 FS_TOPDIR_FL = 0x00020000
@@ -35,13 +37,13 @@ FS_TOPDIR_FL = 0x00020000
 
 def make_top_directory(path: Path) -> bool:
     """Make ``path`` (and its parents) if missing, marked a top directory where the file
-    system allows it; whether it is marked. Never raises: a directory that cannot be made
-    fails where it is used, as before."""
-    if not sys.platform.startswith("linux"):
-        return False
+    system allows it (its other attributes kept); whether it is marked. Never raises: a
+    directory that cannot be made fails where it is used, as before."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        if not sys.platform.startswith("linux"):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
         log.debug("%s not made: %s", path, exc)
         return False
@@ -59,46 +61,69 @@ def make_top_directory(path: Path) -> bool:
     return True
 
 
-def is_top_directory(path: Path) -> bool:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def attributes(path: Path) -> int:
+    """The file system attributes of a directory (``lsattr``'s); 0 where there are none."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         flags = array.array("i", [0])
         fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags, True)
     except OSError:
-        return False
+        return 0
     finally:
         os.close(fd)
-    return bool(flags[0] & FS_TOPDIR_FL)
+    return flags[0]
 
 
-def sweep_directories(parent: Path, pattern: str, *, own: str, older_than_s: float) -> int:
-    """Under ``parent``: the files matching ``pattern`` (a glob below it, such as
-    ``*/*.part``) untouched for ``older_than_s``, left by a process killed while it wrote
-    them; then the empty directories of other processes untouched as long. The files removed.
-    A live process whose directory goes (idle that long) makes it again with its next file."""
+def is_top_directory(path: Path) -> bool:
+    return bool(attributes(path) & FS_TOPDIR_FL)
+
+
+def sweep_directories(parent: Path, suffix: str, *, own: str, older_than_s: float) -> int:
+    """The directories under ``parent``: their files ending in ``suffix`` untouched for
+    ``older_than_s`` (left by a process killed while it wrote them), and those of other
+    processes, then empty, untouched as long. The files removed. Directories and files
+    vanishing meanwhile (another process sweeping) are passed over; symbolic links are
+    neither followed nor removed. A live process whose directory goes (idle that long) makes
+    it again with its next file (``make_temp_file``)."""
     cutoff = time.time() - older_than_s
-    idle = _idle_directories(parent, own, cutoff)  # before removing files touches them
+    directories = [entry for entry in _entries(parent) if entry.is_dir(follow_symlinks=False)]
+    idle = [  # before removing files touches them
+        entry.path for entry in directories if entry.name != own and _modified(entry) < cutoff
+    ]
     removed = 0
-    for path in parent.glob(pattern):
+    for directory in directories:
+        for entry in _entries(Path(directory.path)):
+            if entry.name.endswith(suffix) and _modified(entry) < cutoff:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    for path in idle:
         with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-    for directory in idle:
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)  # fails while files are left in it
+            os.rmdir(path)  # fails while files are left in it
     return removed
 
 
-def _idle_directories(parent: Path, own: str, cutoff: float) -> list[str]:
-    idle = []
-    with contextlib.suppress(OSError), os.scandir(parent) as entries:
-        for entry in entries:
-            with contextlib.suppress(OSError):
-                if (
-                    entry.name != own
-                    and entry.is_dir(follow_symlinks=False)
-                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
-                ):
-                    idle.append(entry.path)
-    return idle
+def make_temp_file(directory: Path, *, prefix: str = "tmp", suffix: str) -> tuple[int, str]:
+    """``tempfile.mkstemp`` in a directory of a process's own, made again if it was swept
+    away (idle) meanwhile."""
+    for _ in range(3):
+        try:
+            return tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError:
+        return []
+
+
+def _modified(entry: os.DirEntry[str]) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return time.time()  # gone, or unreadable: not idle

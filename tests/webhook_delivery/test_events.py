@@ -49,7 +49,10 @@ async def test_certificate_and_batch_events_end_to_end(
     response = await vault.post(BULK_URL, json=body, headers=bearer(token))
     batch_id = (await response.json())["data"]["batch_id"]
     await wait_for(lambda: received(receiver, events.BATCH_COMPLETED), timeout_s=60)
+    # each event is a delivery job of its own: they land in any order
     await wait_for(lambda: len(received(receiver, events.CREATED)) == 2)
+    await wait_for(lambda: len(received(receiver, events.APPROVED)) == 1)
+    await wait_for(lambda: len(received(receiver, events.FAILED)) == 1)
 
     created = received(receiver, events.CREATED)
     assert {c["trigger_context"] for c in created} == {"bulk_upload"}
