@@ -226,7 +226,7 @@ async def render_in_place(
     orders = [
         RenderOrder(
             original_key=row["original_key"],
-            verified_pdf_key=verified_pdf_key(str(row["uuid"])),
+            verified_pdf_key=verified_pdf_key(row["id"], str(row["uuid"])),
             mime_type=row["original_mime"],
             **stamp_fields(deps, row),
         )

@@ -49,9 +49,16 @@ REFERENCE_ID_TRIES = 3
 FALLBACK_MAIL_DOMAIN = "vault.localhost"
 
 
-def verified_pdf_key(certificate_uuid: str) -> str:
-    """One file per certificate, in 256 directories made once: no directory per certificate."""
-    return f"certificates/{certificate_uuid[:2]}/{certificate_uuid}.pdf"
+# Certificates whose verified PDFs share a directory: consecutive ids, as a chunk's are.
+CERTIFICATES_PER_DIRECTORY_BITS = 10
+
+
+def verified_pdf_key(certificate_id: int, certificate_uuid: str) -> str:
+    """Derived from the certificate alone (a re-run overwrites, never duplicates), in a
+    directory of 1,024 consecutive certificates: a chunk's PDFs are published into one
+    directory, fsynced once (into up to sixteen when keyed by uuid), and none grows past it."""
+    directory = certificate_id >> CERTIFICATES_PER_DIRECTORY_BITS
+    return f"certificates/{directory:x}/{certificate_uuid}.pdf"
 
 
 def render_timeout_s(deps: Deps) -> float:
@@ -90,7 +97,7 @@ def rendering_errors() -> Iterator[None]:
 
 async def produce(deps: Deps, certificate: asyncpg.Record) -> processing_data.GeneratedArtifacts:
     """The verified PDF in the file store, the codes for the database (stored with the row)."""
-    pdf_key = verified_pdf_key(str(certificate["uuid"]))
+    pdf_key = verified_pdf_key(certificate["id"], str(certificate["uuid"]))
     with rendering_errors():
         if isinstance(deps.files, LocalFileStore):
             return await render_in_place(deps, deps.files, certificate, pdf_key)

@@ -17,6 +17,7 @@ from service.config import Settings
 from service.cpupool import CpuPool
 from service.data import certificates as certificate_data
 from service.keys import POOL, SETTINGS
+from service.pipeline import verified_pdf_key
 from service.queue.tallies import write_tallies
 from service.queue.types import Grouped, JobContext, PermanentFailure
 from service.resources import CPU, FILES
@@ -32,6 +33,16 @@ from tests.vault_helpers import (
 )
 
 BIG = 2 * 1024 * 1024  # over the size that shares a job
+
+
+def test_consecutive_certificates_share_a_directory_of_their_verified_pdfs() -> None:
+    """A chunk's certificates (consecutive ids) are published into one directory (fsynced
+    once), 1,024 certificates to a directory; the key depends on the certificate alone."""
+    uuid = "0d3f0b7e-6c1a-4a8e-9a51-0c6b8f1e2d3a"
+    directories = {verified_pdf_key(n, uuid).rpartition("/")[0] for n in range(1024, 2048)}
+    assert directories == {"certificates/1"}
+    assert verified_pdf_key(2048, uuid) == f"certificates/2/{uuid}.pdf"
+    assert verified_pdf_key(7, uuid) == verified_pdf_key(7, uuid) == f"certificates/0/{uuid}.pdf"
 
 
 async def submit(client: TestClient, token: str, file_ids: list[str]) -> int:
@@ -145,8 +156,11 @@ async def test_a_chunk_ends_each_certificate_as_its_own_job_would_and_runs_again
         "SELECT status, processed_certificates, failed_certificates FROM batches"
     )
     assert tuple(batch) == ("partially_completed", 2, 1)
-    pdfs = await conn.fetch("SELECT verified_pdf_key FROM certificates WHERE status = 'generated'")
+    pdfs = await conn.fetch(
+        "SELECT id, uuid, verified_pdf_key FROM certificates WHERE status = 'generated'"
+    )
     for row in pdfs:
+        assert row["verified_pdf_key"] == f"certificates/{row['id'] >> 10:x}/{row['uuid']}.pdf"
         assert (await client.app[FILES].get_bytes(row["verified_pdf_key"])).startswith(b"%PDF")
     assert await conn.fetchval("SELECT count(*) FROM certificate_codes") == 2
 
@@ -215,19 +229,17 @@ async def test_one_certificate_a_retry_may_fix_goes_on_alone_and_the_batch_ends_
     settings: Settings,
     aiohttp_client: Callable[..., Awaitable[TestClient]],
 ) -> None:
-    """Through the engine: of a chunk of three, one's PDF cannot be published (its directory
-    is blocked): the other two are generated, it goes on as a job of its own and, the storage
-    repaired, is generated too; the batch completes with exact counts, one email each."""
+    """Through the engine: of a chunk of three, one's PDF cannot be published (a directory is
+    in the way of its file): the other two are generated, it goes on as a job of its own and,
+    the storage repaired, is generated too; the batch completes with exact counts, one email
+    each."""
     token = await make_token("all")
     await submit(client, token, [await upload(client, token) for _ in range(3)])
-    while await conn.fetchval("SELECT count(DISTINCT left(uuid::text, 2)) FROM certificates") < 3:
-        await conn.execute("UPDATE certificates SET uuid = gen_random_uuid()")  # not yet started
     blocked_id, blocked_uuid = await conn.fetchrow(
         "SELECT id, uuid::text FROM certificates ORDER BY id OFFSET 1 LIMIT 1"
     )
-    blocker = settings.data_dir / "files" / "certificates" / blocked_uuid[:2]
-    blocker.parent.mkdir(parents=True, exist_ok=True)
-    blocker.write_text("in the way of a directory")
+    blocker = settings.data_dir / "files" / verified_pdf_key(blocked_id, blocked_uuid)
+    blocker.mkdir(parents=True)  # a directory where its PDF goes
 
     workers = settings.with_overrides(workers=4, poll_interval_s=0.1, cpu_processes=1)
     await aiohttp_client(create_app(workers))
@@ -237,7 +249,7 @@ async def test_one_certificate_a_retry_may_fix_goes_on_alone_and_the_batch_ends_
         "processing",
         "generated",
     ]
-    blocker.unlink()
+    blocker.rmdir()
     await wait_until(lambda: _batch_is(conn, "completed"), timeout_s=60, every_s=0.1)
     batch = await conn.fetchrow("SELECT processed_certificates, failed_certificates FROM batches")
     assert tuple(batch) == (3, 0)
