@@ -9,6 +9,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from service import maintenance
+from service.emails import SCRATCH_DIR, STALE_SCRATCH_S
 from service.files.local import PENDING_DIR, LocalFileStore, write_pending
 from service.keys import POOL, SETTINGS
 from service.resources import FILES
@@ -45,6 +46,23 @@ async def test_housekeeping_sweeps_renders_nobody_published(client: TestClient) 
     await maintenance.run_once(client.app[POOL], files, client.app[SETTINGS])
     left = [p.relative_to(files.root / PENDING_DIR) for p in files.root.glob(f"{PENDING_DIR}/*/*")]
     assert [str(p) for p in left] == [running]
+
+
+async def test_housekeeping_sweeps_eml_files_of_processes_killed_while_writing(
+    client: TestClient,
+) -> None:
+    settings = client.app[SETTINGS]
+    scratch = settings.outbox_dir / SCRATCH_DIR
+    dead, live = scratch / "dead", scratch / "live"
+    for directory in (dead, live):
+        directory.mkdir(parents=True)
+        (directory / ".half.eml.tmp").write_bytes(b"From: ")
+    long_ago = time.time() - 2 * STALE_SCRATCH_S
+    for path in (dead / ".half.eml.tmp", dead):
+        os.utime(path, (long_ago, long_ago))
+    await maintenance.run_once(client.app[POOL], client.app[FILES], settings)
+    assert [p.name for p in scratch.iterdir()] == ["live"]
+    assert [p.name for p in live.iterdir()] == [".half.eml.tmp"]  # still being written
 
 
 async def test_list_totals_follow_every_change_and_survive_compaction(
