@@ -81,14 +81,17 @@ class EmlWriter:
         return paths
 
     def _place_scratch(self) -> None:
-        parent = self._scratch.parent
-        make_top_directory(parent)
-        sweep_directories(
-            parent,
-            send.EML_TEMP_SUFFIX,
-            own=self._scratch.name,
-            older_than_s=STALE_SCRATCH_S,
-        )
+        make_top_directory(self._scratch.parent)
+        sweep_scratch(self._directory, own=self._scratch.name)
+
+
+def sweep_scratch(outbox: Path, *, own: str = "") -> int:
+    """What processes killed while writing ``.eml`` files left, and the outbox's scratch
+    directories idle for an hour (``own`` kept; a live process whose directory went makes it
+    again with its next file). The files removed."""
+    return sweep_directories(
+        outbox / SCRATCH_DIR, send.EML_TEMP_SUFFIX, own=own, older_than_s=STALE_SCRATCH_S
+    )
 
 
 async def load_emails(deps: Deps, outbox_ids: list[int]) -> list[asyncpg.Record | None]:

@@ -18,12 +18,10 @@ from service.data import DATABASE_ERRORS, Connection
 from service.data import certificates as certificate_data
 from service.data import idempotency as key_data
 from service.data import webhooks as webhook_data
-from service.emails import SCRATCH_DIR, STALE_SCRATCH_S
+from service.emails import sweep_scratch
 from service.files.base import FileStore, StorageError
 from service.files.local import LocalFileStore
-from service.files.placement import sweep_directories
 from service.keys import POOL, SETTINGS
-from service.mail.send import EML_TEMP_SUFFIX
 from service.resources import FILES
 from service.uploads import sweep_expired, sweep_file_intents
 
@@ -77,7 +75,9 @@ async def run_once(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> 
     swept += await guarded("orphan files", lambda: sweep_file_intents(pool, files))
     if isinstance(files, LocalFileStore):
         swept += await guarded("unpublished renders", lambda: files.sweep_pending(PENDING_AGE_S))
-    swept += await guarded("unfinished .eml files", lambda: sweep_outbox(settings))
+    swept += await guarded(
+        "unfinished .eml files", lambda: asyncio.to_thread(sweep_scratch, settings.outbox_dir)
+    )
     async with pool.acquire() as conn:
         windows, deliveries, keys = await purge(conn)
     if swept or keys or deliveries:
@@ -90,18 +90,6 @@ async def run_once(pool: asyncpg.Pool, files: FileStore, settings: Settings) -> 
             windows,
             deliveries,
         )
-
-
-async def sweep_outbox(settings: Settings) -> int:
-    """What processes killed while writing ``.eml`` files left, and the outbox's scratch
-    directories idle for an hour (a live process makes its own again with its next file)."""
-    return await asyncio.to_thread(
-        sweep_directories,
-        settings.outbox_dir / SCRATCH_DIR,
-        EML_TEMP_SUFFIX,
-        own="",
-        older_than_s=STALE_SCRATCH_S,
-    )
 
 
 async def _compact(conn: Connection) -> int:
