@@ -14,10 +14,12 @@ own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -163,11 +165,12 @@ class CertificateChunks:
         deps = self._deps
         # the renders' share of the job's time limit, which counts the wait for a process
         render_until = time.monotonic() + deps.settings.job_timeout_s * RENDER_SHARE
-        started = [row for row in await start_many(deps, chunk_ids(ctx)) if row is not None]
-        if not started:
-            return None  # none still pending or processing: nothing to do
-        budget_s = render_until - time.monotonic()
-        pairs = list(zip(started, await self._produce(started, budget_s), strict=True))
+        async with near_render(deps):
+            started = [row for row in await start_many(deps, chunk_ids(ctx)) if row is not None]
+            if not started:
+                return None  # none still pending or processing: nothing to do
+            budget_s = render_until - time.monotonic()
+            pairs = list(zip(started, await self._produce(started, budget_s), strict=True))
         done = [(row, p) for row, p in pairs if isinstance(p, GeneratedArtifacts)]
         emails = [row["applicant_email"] for row, _ in done]
         recipients = await find_recipients(deps, emails) if emails else []
@@ -192,6 +195,16 @@ class CertificateChunks:
         if isinstance(deps.files, LocalFileStore):
             return await render_in_place(deps, deps.files, started, budget_s)
         return await produce_each(deps, started, budget_s)
+
+
+def near_render(deps: Deps) -> AbstractAsyncContextManager[object]:
+    """A chunk is started (``processing``) only when a render process is near: the chunks
+    that the engine claimed beyond those stay ``pending`` until their turn comes, and the
+    first renders of a batch begin without waiting for every claimed chunk's start. Remote
+    storage takes the same places a certificate at a time (``pipeline.render_and_store``)."""
+    if isinstance(deps.files, LocalFileStore):
+        return deps.cpu.slots
+    return contextlib.nullcontext()
 
 
 async def produce_each(

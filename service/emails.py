@@ -32,10 +32,10 @@ SCRATCH_DIR = ".tmp"
 STALE_SCRATCH_S = 3600
 
 
-def build_message(deps: Deps, row: dict[str, object]) -> EmailMessage:
+def compose_email(deps: Deps, row: dict[str, object]) -> compose.CertificateEmail:
     base = deps.settings.base_url
     try:
-        return compose.build_certificate_email(
+        return compose.compose_certificate_email(
             certificate_uuid=str(row["uuid"]),
             recipient_name=str(row["full_name"]),
             recipient_email=str(row["applicant_email"]),
@@ -121,16 +121,16 @@ class EmailJobs:
         # sent, failed, or cancelled with its certificate's revocation: nothing to send
         if row is None or row["status"] != "pending" or row["certificate_status"] != "generated":
             return None
-        message = build_message(self._deps, dict(row))
+        composed = compose_email(self._deps, dict(row))
         smtp_url = self._deps.settings.smtp_url
         if smtp_url is None:
             try:
-                eml = send.eml_file(message)
+                eml = send.eml_name(composed.message_id), composed.as_bytes()
             except ValueError as exc:  # its own problem: not for the others written with it
                 raise PermanentFailure(f"The email cannot be written: {exc}") from None
             await self._write(eml)
         else:
-            await send_over_smtp(smtp_url, message)
+            await send_over_smtp(smtp_url, composed.as_message())
         return Grouped(record_sent, ctx.ref_id)
 
 

@@ -25,6 +25,10 @@ MIME_HEADERS = {"mime-version", "content-type"}
 
 
 def build(**overrides: str) -> EmailMessage:
+    return composed(**overrides).as_message()
+
+
+def composed(**overrides: str) -> compose.CertificateEmail:
     fields = {
         "certificate_uuid": CERT_UUID,
         "recipient_name": "Zoë Ångström",
@@ -35,7 +39,7 @@ def build(**overrides: str) -> EmailMessage:
         "sender": "Certificate Vault <no-reply@example.org>",
         "message_id_domain": "mail.example.org",
     }
-    return compose.build_certificate_email(**(fields | overrides))
+    return compose.compose_certificate_email(**(fields | overrides))
 
 
 def parse(raw: bytes) -> EmailMessage:

@@ -3,6 +3,7 @@ each certificate of a chunk ends as it would in a job of its own."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -167,6 +168,35 @@ async def test_a_chunk_ends_each_certificate_as_its_own_job_would_and_runs_again
     assert await run_chunk(client, ctx) is None
     assert await conn.fetchval("SELECT count(*) FROM email_outbox") == 2
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = $1", jobs.SEND_EMAIL) == 2
+
+
+async def test_a_chunk_waiting_for_a_render_process_stays_pending_until_its_turn(
+    client: TestClient, make_token: TokenFactory, conn: asyncpg.Connection
+) -> None:
+    """The engine claims more chunks than the render processes take at once: those waiting
+    are not marked processing (nor given reference ids) until a render process is near."""
+    token = await make_token("all")
+    await submit(client, token, [await upload(client, token) for _ in range(2)])
+    ctx = await chunk_job(conn)
+    places = client.app[CPU].slots
+    taken = 0
+    while not places.locked():
+        await places.acquire()
+        taken += 1
+    waiting = asyncio.ensure_future(run_chunk(client, ctx))
+    try:
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        assert await statuses(conn) == [("pending", None)] * 2
+        assert await conn.fetchval("SELECT count(reference_id) FROM certificates") == 0
+        places.release()
+        taken -= 1
+        assert await asyncio.wait_for(waiting, 60) is not None
+        assert await statuses(conn) == [("generated", None)] * 2
+    finally:
+        waiting.cancel()
+        for _ in range(taken):
+            places.release()
 
 
 async def test_a_chunk_whose_render_process_is_lost_gives_each_certificate_its_own_job(

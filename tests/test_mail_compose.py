@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.mail import compose, send
 from tests.mail_helpers import (
@@ -16,6 +18,7 @@ from tests.mail_helpers import (
     VERIFY_URL,
     Sink,
     build,
+    composed,
     parse,
     parts,
     plain,
@@ -72,7 +75,7 @@ HOSTILE = [
 @pytest.mark.parametrize("value", HOSTILE)
 @pytest.mark.parametrize("field", ["recipient_name", "certificate_title", "institution_name"])
 def test_header_injection_is_impossible(field: str, value: str) -> None:
-    raw = build(**{field: value}).as_bytes()
+    raw = composed(**{field: value}).as_bytes()
     message = parse(raw)
     assert {name.lower() for name in message} == INTENDED_HEADERS | MIME_HEADERS
     assert [address.addr_spec for address in message["To"].addresses] == [RECIPIENT]
@@ -184,3 +187,37 @@ def test_sender_forms(sender: str, name: str, addr_spec: str) -> None:
 def test_bad_configuration_values_raise_value_error(overrides: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         build(**overrides)
+
+
+# --- the bytes written directly ---------------------------------------------------------------
+
+ODD = [
+    "Zoë Ångström",
+    "Plain Name",
+    "=_certificate_6f9619ff8b86d011b42d00c04fc964ff",
+    "A title long enough that its line in the text part passes seventy-eight columns, by far",
+    "<b>bold</b> & 'quoted' \"double\"",
+    "tab\tand\x0bvertical\x0cfeed",
+    "日本語の証明書 " * 12,
+    "😀 emoji",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE + ODD)
+@pytest.mark.parametrize("field", ["recipient_name", "certificate_title", "institution_name"])
+def test_the_bytes_written_directly_are_the_ones_the_stdlib_generates(
+    field: str, value: str
+) -> None:
+    """``.eml`` files are written from ``CertificateEmail.as_bytes``, which skips building the
+    message and running the stdlib's generator: byte for byte the same (Date included)."""
+    email = composed(**{field: value})
+    assert email.as_bytes() == email.as_message().as_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=300), title=st.text(min_size=1, max_size=300))
+def test_the_bytes_written_directly_match_for_any_text(name: str, title: str) -> None:
+    email = composed(recipient_name=name, certificate_title=title)
+    assert email.as_bytes() == email.as_message().as_bytes()
+    assert parse(email.as_bytes())["Message-ID"].strip() == email.message_id == MESSAGE_ID

@@ -140,7 +140,7 @@ def write_eml(message: EmailMessage, directory: Path) -> Path:
 def eml_file(message: EmailMessage) -> tuple[str, bytes]:
     """The ``.eml`` file of a message: its name (after its Message-ID) and its bytes. Raises
     ValueError for a message without a Message-ID."""
-    return _eml_name(message), message.as_bytes()
+    return eml_name(str(message.get("Message-ID", ""))), message.as_bytes()
 
 
 def write_emls(
@@ -292,8 +292,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
-def _eml_name(message: EmailMessage) -> str:
-    message_id = str(message.get("Message-ID", "")).strip().strip("<>")
+def eml_name(message_id: str) -> str:
+    """The ``.eml`` file name of the message with this Message-ID; raises ValueError."""
+    message_id = message_id.strip().strip("<>")
     stem = _UNSAFE_FILENAME_CHARS.sub("_", message_id)[:MAX_EML_STEM_CHARS].lstrip(".")
     if not stem:
         raise ValueError("the message has no Message-ID to name its .eml file after")
