@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import make_institution_token, private_database, service_process
-from bench.pipeline import prepare, submit, wait_done
+from bench.pipeline import pipeline_service, prepare, submit, wait_done
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -105,18 +103,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=32)  # the service's default
     args = parser.parse_args()
     count = args.certificates
-    with private_database(None) as dsn, tempfile.TemporaryDirectory() as data_dir:
-        _, token = asyncio.run(make_institution_token(dsn))
-        env = {"CPU_PROCESSES": str(os.cpu_count() or 1), "POLL_INTERVAL_S": "0.2"}
-        with service_process(dsn, Path(data_dir), workers=args.workers, **env) as service:
-            file_ids = asyncio.run(prepare(service, dsn, token, count))
-            start, started = snapshot(), time.perf_counter()
-            batch_id = asyncio.run(submit(service, token, file_ids))
-            asyncio.run(wait_done(service, token, batch_id, poll_s=0.1))  # CPU read soon after
-            done, elapsed = snapshot(), time.perf_counter() - started
-            while asyncio.run(outbox_pending(dsn)):
-                time.sleep(0.1)
-            mailed = snapshot()
+    with pipeline_service(args.workers, os.cpu_count() or 1) as (service, dsn, token):
+        file_ids = asyncio.run(prepare(service, dsn, token, count))
+        start, started = snapshot(), time.perf_counter()
+        batch_id = asyncio.run(submit(service, token, file_ids))
+        asyncio.run(wait_done(service, token, batch_id, poll_s=0.1))  # CPU read soon after
+        done, elapsed = snapshot(), time.perf_counter() - started
+        while asyncio.run(outbox_pending(dsn)):
+            time.sleep(0.1)
+        mailed = snapshot()
     print(f"cpu split, {count} one-page PDF certificates: {count / elapsed:.1f} certificates/s")
     report(
         "CPU per certificate, bulk request to batch completed",

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +39,19 @@ from tests.samples import make_pdf
 
 WARM_UP = 200  # certificates through the service before the clock starts (imports, caches)
 POLL_S = 0.25  # the batch's completion time is its own, not when it was seen
+
+
+@contextlib.contextmanager
+def pipeline_service(
+    workers: int, processes: int, dsn: str | None = None
+) -> Iterator[tuple[Service, str, str]]:
+    """A service on a private database with ``processes`` render processes, and a token of
+    an institution of its own: (service, dsn, token)."""
+    with private_database(dsn) as private_dsn, tempfile.TemporaryDirectory() as data_dir:
+        _, token = asyncio.run(make_institution_token(private_dsn))
+        env = {"CPU_PROCESSES": str(processes), "POLL_INTERVAL_S": "0.2"}
+        with service_process(private_dsn, Path(data_dir), workers=workers, **env) as service:
+            yield service, private_dsn, token
 
 
 async def prepare(service: Service, dsn: str, token: str, count: int) -> list[str]:
@@ -101,26 +116,21 @@ def main() -> None:
     count = args.certificates
     loops: list[float] = []
     rates: list[float] = []
-    with private_database(args.dsn) as dsn, tempfile.TemporaryDirectory() as data_dir:
-        _, token = asyncio.run(make_institution_token(dsn))
-        env = {"CPU_PROCESSES": str(processes), "POLL_INTERVAL_S": "0.2"}
-        with service_process(dsn, Path(data_dir), workers=args.workers, **env) as service:
-            file_ids = asyncio.run(prepare(service, dsn, token, count * args.rounds + WARM_UP))
-            warm_up = asyncio.run(submit(service, token, file_ids[-WARM_UP:]))
-            asyncio.run(wait_done(service, token, warm_up))
+    with pipeline_service(args.workers, processes, args.dsn) as (service, dsn, token):
+        file_ids = asyncio.run(prepare(service, dsn, token, count * args.rounds + WARM_UP))
+        warm_up = asyncio.run(submit(service, token, file_ids[-WARM_UP:]))
+        asyncio.run(wait_done(service, token, warm_up))
+        asyncio.run(wait_idle(dsn))
+        loops.append(run_loop(args.loop_seconds, processes))
+        for n in range(args.rounds):
+            started = time.time()
+            batch_id = asyncio.run(submit(service, token, file_ids[n * count : (n + 1) * count]))
+            batch = asyncio.run(wait_done(service, token, batch_id))
+            assert batch["status"] == "completed", batch
+            completed = datetime.fromisoformat(str(batch["completion_date"])).timestamp()
+            rates.append(count / (completed - started))
             asyncio.run(wait_idle(dsn))
             loops.append(run_loop(args.loop_seconds, processes))
-            for n in range(args.rounds):
-                started = time.time()
-                batch_id = asyncio.run(
-                    submit(service, token, file_ids[n * count : (n + 1) * count])
-                )
-                batch = asyncio.run(wait_done(service, token, batch_id))
-                assert batch["status"] == "completed", batch
-                completed = datetime.fromisoformat(str(batch["completion_date"])).timestamp()
-                rates.append(count / (completed - started))
-                asyncio.run(wait_idle(dsn))
-                loops.append(run_loop(args.loop_seconds, processes))
     report(processes, count, loops, rates)
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from bench.common import connection, make_institution_token, private_database, service_process
+from bench.common import connection
 from bench.cpu_split import TICKS_PER_S, Times, snapshot, split
-from bench.pipeline import WARM_UP, prepare, submit, wait_done, wait_idle
+from bench.pipeline import WARM_UP, pipeline_service, prepare, submit, wait_done, wait_idle
 
 SAMPLE_S = 0.25
 GROUPS = {
@@ -37,15 +35,15 @@ class Sampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.samples: list[tuple[float, dict[int, Times]]] = []
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self.samples.append((time.time(), snapshot()))
             time.sleep(SAMPLE_S)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join()
         self.samples.append((time.time(), snapshot()))
 
@@ -91,25 +89,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=32)  # the service's default
     args = parser.parse_args()
     count = args.certificates
-    with private_database(None) as dsn, tempfile.TemporaryDirectory() as data_dir:
-        _, token = asyncio.run(make_institution_token(dsn))
-        env = {"CPU_PROCESSES": str(os.cpu_count() or 1), "POLL_INTERVAL_S": "0.2"}
-        with service_process(dsn, Path(data_dir), workers=args.workers, **env) as service:
-            file_ids = asyncio.run(prepare(service, dsn, token, count + WARM_UP))
-            asyncio.run(
-                wait_done(service, token, asyncio.run(submit(service, token, file_ids[:WARM_UP])))
-            )
-            asyncio.run(wait_idle(dsn))
-            sampler = Sampler()
-            sampler.start()
-            time.sleep(2 * SAMPLE_S)
-            started = time.time()
-            batch_id = asyncio.run(submit(service, token, file_ids[WARM_UP:]))
-            accepted = time.time()
-            asyncio.run(wait_done(service, token, batch_id))
-            times = asyncio.run(generated_times(dsn, batch_id))
-            asyncio.run(wait_idle(dsn))
-            sampler.stop()
+    with pipeline_service(args.workers, os.cpu_count() or 1) as (service, dsn, token):
+        file_ids = asyncio.run(prepare(service, dsn, token, count + WARM_UP))
+        asyncio.run(
+            wait_done(service, token, asyncio.run(submit(service, token, file_ids[:WARM_UP])))
+        )
+        asyncio.run(wait_idle(dsn))
+        sampler = Sampler()
+        sampler.start()
+        time.sleep(2 * SAMPLE_S)
+        started = time.time()
+        batch_id = asyncio.run(submit(service, token, file_ids[WARM_UP:]))
+        accepted = time.time()
+        asyncio.run(wait_done(service, token, batch_id))
+        times = asyncio.run(generated_times(dsn, batch_id))
+        asyncio.run(wait_idle(dsn))
+        sampler.stop()
     tenth, four_fifths = times[len(times) // 10], times[len(times) * 4 // 5]
     print(
         f"pipeline phases, {count} one-page PDF certificates: {count / (times[-1] - started):.1f}"
