@@ -47,7 +47,9 @@ async def enqueue_processing(
 
 
 async def enqueue_emails(conn: Connection, *, outbox_ids: Sequence[int]) -> None:
-    await queue_store.enqueue_many(conn, SEND_EMAIL, ref_ids=outbox_ids)
+    await queue_store.enqueue_many(
+        conn, SEND_EMAIL, ref_ids=outbox_ids, priority=queue_store.BACKGROUND
+    )
 
 
 def job_types(deps: Deps) -> list[JobType]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -97,17 +98,26 @@ async def test_claim_uses_the_ready_index(conn: asyncpg.Connection) -> None:
         "INSERT INTO jobs (kind, ref_id) SELECT 'pdf', g FROM generate_series(1, 50000) g"
     )
     await conn.execute("ANALYZE jobs")
-    await conn.execute(f"PREPARE claim (int, text[], float8, text, bool) AS {store.CLAIM}")
-    # custom plans (the first executions) and the generic plan the server may switch to later
-    for mode in ("force_custom_plan", "force_generic_plan"):
+    await conn.execute(
+        f"PREPARE claim (int, text[], float8, text, bool, int, float8) AS {store.CLAIM}"
+    )
+    # custom plans (the first executions) and the generic plan the server may switch to later,
+    # taking every priority and leaving background jobs waiting
+    for mode, priorities in itertools.product(
+        ("force_custom_plan", "force_generic_plan"),
+        (f"{store.ALL_PRIORITIES}, 0", f"{store.BACKGROUND + 1}, 60"),
+    ):
         await conn.execute(f"SET plan_cache_mode = {mode}")
         plan = await conn.fetchval(
-            "EXPLAIN (FORMAT JSON) EXECUTE claim (100, '{pdf}', 30, 'w1', true)"
+            f"EXPLAIN (FORMAT JSON) EXECUTE claim (100, '{{pdf}}', 30, 'w1', true, {priorities})"
         )
         nodes = _plan_nodes(plan[0]["Plan"])
         indexes = {n.get("Index Name") for n in nodes}
         assert {"ix__jobs__ready", "ix__jobs__running", "pk__jobs"} <= indexes, mode
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], mode
+        ready_scans = [n for n in nodes if n.get("Index Name") == "ix__jobs__ready"]
+        # the priority bound is a condition of the index scan: jobs below it are not visited
+        assert all("priority" in n.get("Index Cond", "") for n in ready_scans), (mode, plan)
 
 
 # --- exactly once ---

@@ -64,6 +64,7 @@ class Engine:
         self._hurried = asyncio.Event()
         self._reclaim_every_s = min(1.0, config.lease_s / 10)
         self._reclaimed_at = 0.0
+        self._deferring = False  # the last claim left background jobs waiting
         write_lock = asyncio.Lock()  # heartbeats and acks never interleave
         self._acks = AckBuffer(
             pool, config, write_lock=write_lock, on_written=self._written, urgent=self._acks_urgent
@@ -160,6 +161,18 @@ class Engine:
         """Is claiming held back by slots that only wait for their ack?"""
         return self._free() < self._low_water
 
+    def _busy(self) -> bool:
+        """Does this process hold foreground jobs (background ones wait for them)?"""
+        return not all(job.background for job in self._held.values())
+
+    def _released(self) -> None:
+        """Jobs left ``_held``: claim again at once if that freed claiming or background
+        jobs that were waiting for the foreground."""
+        self.metrics.in_flight.set(len(self._held))
+        self._capacity.set()
+        if self._deferring and not self._busy():
+            self._wake.set()
+
     def _acks_urgent(self) -> bool:
         """Flush at once only when claiming is held back and few jobs still run: while
         enough run to keep the process busy, outcomes wait for the next flush and share it."""
@@ -194,7 +207,10 @@ class Engine:
     async def _claim(self, limit: int) -> int:
         now = time.monotonic()
         reclaim = now - self._reclaimed_at >= self._reclaim_every_s
-        rows = await self._leases.claim(kinds=self._types, limit=limit, reclaim=reclaim)
+        self._deferring = self.config.background_defer_s > 0 and self._busy()
+        rows = await self._leases.claim(
+            kinds=self._types, limit=limit, reclaim=reclaim, defer_background=self._deferring
+        )
         if reclaim:
             self._reclaimed_at = now
         kinds: collections.Counter[str] = collections.Counter()
@@ -220,7 +236,8 @@ class Engine:
             max_attempts=max_attempts,
             lease_token=row["lease_token"],
         )
-        job = Claimed(ctx, job_type, deadline=started + self._timeouts[kind])
+        deadline = started + self._timeouts[kind]
+        job = Claimed(ctx, job_type, deadline=deadline, background=row["priority"] < 0)
         self._held[ctx.lease_token] = job
         metrics = self.metrics.kind(kind)
         if row["reclaimed"]:
@@ -287,9 +304,8 @@ class Engine:
                 self.metrics.kind(ctx.kind).failed.inc()
         for (result, kind), count in tally.items():
             getattr(self.metrics.kind(kind), result.value).inc(count)
-        self.metrics.in_flight.set(len(self._held))
         self._maintenance.deleted(deleted)
-        self._capacity.set()
+        self._released()
 
     def _lost(self, job: Claimed) -> None:
         """The lease is gone (another worker has the job): stop running it, write nothing."""
@@ -300,8 +316,7 @@ class Engine:
         job.task.cancel()
         self._held.pop(job.ctx.lease_token, None)
         self.metrics.kind(job.ctx.kind).stale_acks.inc()
-        self.metrics.in_flight.set(len(self._held))
-        self._capacity.set()
+        self._released()
 
     async def _drain(self) -> None:
         tasks = [job.task for job in self._held.values() if job.task and not job.task.done()]

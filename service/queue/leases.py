@@ -73,7 +73,7 @@ class LeaseKeeper:
         return self._pool.acquire(timeout=self._config.acquire_timeout_s)
 
     async def claim(
-        self, *, kinds: Iterable[str], limit: int, reclaim: bool
+        self, *, kinds: Iterable[str], limit: int, reclaim: bool, defer_background: bool = False
     ) -> list[asyncpg.Record]:
         config = self._config
         async with self._connection() as conn:
@@ -85,6 +85,7 @@ class LeaseKeeper:
                 worker_id=config.worker_id,
                 reclaim=reclaim,
                 timeout_s=config.statement_timeout_s,
+                defer_background_s=config.background_defer_s if defer_background else None,
             )
 
     async def heartbeat_loop(self) -> None:

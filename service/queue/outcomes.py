@@ -29,6 +29,7 @@ class Claimed:
     task: asyncio.Task[None] | None = None
     timed_out: bool = False
     lost: bool = False  # the lease went to another worker
+    background: bool = False  # below the foreground's priority (store.BACKGROUND)
 
     def backoff_s(self) -> float:
         """The pause before its next attempt, after this one failed."""

@@ -16,6 +16,12 @@ from service.data import Connection
 
 CHANNEL = "vault_jobs"
 
+# Background jobs (emails) are claimed after every other ready job, and not at all by a
+# worker busy with other work until they have waited ``BACKGROUND_DEFER_S``: the CPU-bound
+# certificates of a batch go first, so the batch completes sooner; its emails follow.
+BACKGROUND = -1
+ALL_PRIORITIES = -32768  # smallint's least: no job is below it
+
 # One notification per statement (identical notifications are folded within a transaction).
 ENQUEUE = """
 WITH ins AS (
@@ -46,7 +52,10 @@ COPY_FROM = 1000
 # Lease tokens are random, not from a sequence: claims commit asynchronously, and after a
 # PostgreSQL crash a sequence would hand a lost claim's tokens out again, to the same jobs,
 # letting the old holder's acks pass the fence.
-# Expired leases first, then ready jobs in claim order; every filter lives inside the CTEs.
+# Expired leases first, then background jobs overdue, then ready jobs in claim order; every
+# filter lives inside the CTEs. Ready jobs below priority $6 are left alone (a worker busy
+# with foreground work passes 0, so background jobs wait) unless they have waited $7 seconds
+# (overdue); `priority >= $6` bounds the index scan, so waiting jobs are never visited.
 # Finding expired leases visits every running row, so it is done only when $5 is true (the
 # engine asks at most once a second). The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a
 # primary-key lookup whatever the planner guesses for the LIMIT (a join could turn into a
@@ -58,11 +67,18 @@ WITH expired AS (
     ORDER BY id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
-), ready AS (
+), overdue AS (
     SELECT id FROM jobs
-    WHERE state = 0 AND run_at <= now() AND kind = ANY($2::text[])
+    WHERE state = 0 AND priority < $6 AND run_at <= now() - make_interval(secs => $7)
+        AND kind = ANY($2::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT $1 - (SELECT count(*) FROM expired)
+    FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT id FROM jobs
+    WHERE state = 0 AND priority >= $6 AND run_at <= now() AND kind = ANY($2::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT $1 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM overdue)
     FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs AS j
@@ -71,9 +87,11 @@ SET state = 1,
     lease_token = ('x' || left(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint,
     locked_until = now() + make_interval(secs => $3),
     worker_id = $4
-WHERE j.id = ANY (ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM ready))
+WHERE j.id = ANY (ARRAY(
+    SELECT id FROM expired UNION ALL SELECT id FROM overdue UNION ALL SELECT id FROM ready
+))
 RETURNING j.id, j.kind, j.ref_id, j.payload, j.attempts, j.max_attempts, j.lease_token,
-    j.last_error, extract(epoch FROM now() - j.run_at)::float8 AS waited_s,
+    j.last_error, j.priority, extract(epoch FROM now() - j.run_at)::float8 AS waited_s,
     j.id = ANY (ARRAY(SELECT id FROM expired)) AS reclaimed
 """
 
@@ -226,9 +244,15 @@ async def claim_jobs(
     worker_id: str,
     reclaim: bool,
     timeout_s: float,
+    defer_background_s: float | None = None,
 ) -> list[asyncpg.Record]:
-    """Claim up to ``limit`` ready jobs, and expired leases if ``reclaim``."""
-    args = (limit, list(kinds), lease_s, worker_id, reclaim)
+    """Claim up to ``limit`` ready jobs, and expired leases if ``reclaim``. With
+    ``defer_background_s``, background jobs only once they have waited that long."""
+    if defer_background_s is None:
+        min_priority, overdue_s = ALL_PRIORITIES, 0.0
+    else:
+        min_priority, overdue_s = BACKGROUND + 1, defer_background_s
+    args = (limit, list(kinds), lease_s, worker_id, reclaim, min_priority, overdue_s)
     return await conn.fetch(CLAIM, *args, timeout=timeout_s)
 
 

@@ -134,6 +134,7 @@ class EngineConfig:
     depth_interval_s: float = 15.0
     vacuum_after_jobs: int = 25_000  # 0: leave it to autovacuum
     vacuum_min_interval_s: float = 5.0
+    background_defer_s: float = 60.0  # 0: background jobs do not wait for the foreground
     listen: bool = True  # False: poll only (e.g. behind PgBouncer in transaction mode)
     worker_id: str = field(default_factory=default_worker_id)
 
@@ -146,6 +147,7 @@ class EngineConfig:
             max_attempts=settings.job_max_attempts,
             poll_interval_s=settings.poll_interval_s,
             drain_timeout_s=settings.drain_timeout_s,
+            background_defer_s=settings.background_defer_s,
         )
         return replace(config, **overrides)
 
