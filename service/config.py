@@ -166,7 +166,7 @@ class Settings:
     job_max_attempts: int = env("JOB_MAX_ATTEMPTS", _int(1, 100), default=5)
     poll_interval_s: float = env("POLL_INTERVAL_S", _float(0.05, 60), default=1.0)
     drain_timeout_s: float = env("DRAIN_TIMEOUT_S", _float(0, 600), default=20.0)
-    # a worker busy with certificates leaves emails waiting up to this long (0: no waiting)
+    # a worker holding other jobs leaves emails waiting up to this long (0: no waiting)
     background_defer_s: float = env("BACKGROUND_DEFER_S", _float(0, 3600), default=60.0)
     # Email
     smtp_url: str | None = env("SMTP_URL", _smtp_url, default=None, repr=False)

@@ -55,12 +55,14 @@ COPY_FROM = 1000
 # Expired leases first, then background jobs overdue, then ready jobs in claim order; every
 # filter lives inside the CTEs. Ready jobs below priority $6 are left alone (a worker busy
 # with foreground work passes 0, so background jobs wait) unless they have waited $7 seconds
-# (overdue); `priority >= $6` bounds the index scan, so waiting jobs are never visited.
+# (overdue). Both bound their index scans, so waiting jobs are not visited: `priority >= $6`
+# ends the ready scan where the background begins, and the overdue scan, an equality on the
+# priority, ends at the first job that has not waited long enough.
 # Finding expired leases visits every running row, so it is done only when $5 is true (the
 # engine asks at most once a second). The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a
 # primary-key lookup whatever the planner guesses for the LIMIT (a join could turn into a
 # hash join over the whole table).
-CLAIM = """
+CLAIM = f"""
 WITH expired AS (
     SELECT id FROM jobs
     WHERE $5::boolean AND state = 1 AND locked_until < now() AND kind = ANY($2::text[])
@@ -69,8 +71,8 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 ), overdue AS (
     SELECT id FROM jobs
-    WHERE state = 0 AND priority < $6 AND run_at <= now() - make_interval(secs => $7)
-        AND kind = ANY($2::text[])
+    WHERE $6 > {BACKGROUND} AND state = 0 AND priority = {BACKGROUND}
+        AND run_at <= now() - make_interval(secs => $7) AND kind = ANY($2::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT $1 - (SELECT count(*) FROM expired)
     FOR UPDATE SKIP LOCKED
