@@ -1,5 +1,6 @@
 """Where a batch's time goes: its start (the bulk request, the first renders), the middle, and
-its end (where the batch's emails start to share the cores), with the certificates generated
+its end, and the batch's emails (sent after it: they wait for the renders), with the
+certificates generated
 and the CPU of each group of processes in each, read from /proc (Linux only) every 0.25 s
 while one batch runs through the real service.
 
