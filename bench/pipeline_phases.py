@@ -1,8 +1,7 @@
-"""Where a batch's time goes: its start (the bulk request, the first renders), the middle, and
-its end, and the batch's emails (sent after it: they wait for the renders), with the
-certificates generated
-and the CPU of each group of processes in each, read from /proc (Linux only) every 0.25 s
-while one batch runs through the real service.
+"""Where a batch's time goes: its start (the bulk request, the first renders), the middle, its
+end, and its emails (sent after it: they wait for the renders), with the certificates
+generated and the CPU of each group of processes in each, read from /proc (Linux only) every
+0.25 s while one batch runs through the real service.
 
     .venv/bin/python -m bench.pipeline_phases [--certificates 3000] [--workers 32]
 
