@@ -13,7 +13,8 @@ from aiohttp import web
 from service.config import Settings
 from service.data import Connection
 from service.files.base import FileStore
-from service.queue import store as queue_store
+from service.queue import producer
+from service.queue.store import BACKGROUND
 from service.queue.types import JobType
 
 __all__ = ["Deps", "JobType", "job_types", "wake_workers"]
@@ -41,15 +42,11 @@ class Deps:
 async def enqueue_processing(
     conn: Connection, *, certificate_ids: Sequence[int], run_at: datetime | None = None
 ) -> None:
-    await queue_store.enqueue_many(
-        conn, PROCESS_CERTIFICATE, ref_ids=certificate_ids, run_at=run_at
-    )
+    await producer.enqueue_many(conn, PROCESS_CERTIFICATE, ref_ids=certificate_ids, run_at=run_at)
 
 
 async def enqueue_emails(conn: Connection, *, outbox_ids: Sequence[int]) -> None:
-    await queue_store.enqueue_many(
-        conn, SEND_EMAIL, ref_ids=outbox_ids, priority=queue_store.BACKGROUND
-    )
+    await producer.enqueue_many(conn, SEND_EMAIL, ref_ids=outbox_ids, priority=BACKGROUND)
 
 
 def job_types(deps: Deps) -> list[JobType]:

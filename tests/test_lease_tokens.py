@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from service import db
-from service.queue import store
+from service.queue import producer, store
 from service.queue.leases import SESSION as LEASE_SESSION
 from tests.drill_helpers import PrivatePostgres
 
@@ -37,7 +37,7 @@ async def test_a_claim_lost_in_a_crash_is_not_reissued_with_its_tokens(
         # the WAL writer waits 10 s: an asynchronous commit stays in memory until the crash
         await conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
         await conn.execute("SELECT pg_reload_conf()")
-        await store.enqueue_many(conn, "k", ref_ids=range(8))
+        await producer.enqueue_many(conn, "k", ref_ids=range(8))
     finally:
         await conn.close()
     before = await claim(dsn)

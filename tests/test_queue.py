@@ -20,6 +20,7 @@ from service.queue import (
     JobType,
     enqueue,
     enqueue_many,
+    producer,
     store,
 )
 from tests.queue_helpers import (
@@ -70,7 +71,7 @@ async def test_one_notification_per_enqueue_call(conn: asyncpg.Connection, dsn: 
             lambda: enqueue_many(conn, "pdf", ref_ids=range(1000)),
             lambda: enqueue_many(conn, "pdf", ref_ids=range(500), payloads=[{}] * 500),
             lambda: enqueue(conn, "pdf", ref_id=1),
-            lambda: store.enqueue_select(
+            lambda: producer.enqueue_select(
                 conn, "pdf", "SELECT g FROM generate_series(1, $2::int) AS g", 300
             ),
         ]

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from service.data import Connection
-from service.queue import store as queue_store
+from service.queue import producer
 
 COPY_COLUMNS = (
     "institution_id",
@@ -68,7 +68,7 @@ async def enqueue_batch(
     small PDFs ``per_job`` to a job, every other certificate a job of its own."""
     shared, own = kinds
     max_bytes = shared_max_bytes if per_job > 1 else -1  # -1: none shares a job
-    await queue_store.enqueue_chunks(
+    await producer.enqueue_chunks(
         conn,
         shared,
         batch_id,  # the chunks' ref id, $2 in the query
@@ -77,7 +77,7 @@ async def enqueue_batch(
         per_job,
         max_bytes,
     )
-    await queue_store.enqueue_select(
+    await producer.enqueue_select(
         conn,
         own,
         "SELECT id FROM certificates"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from service.queue.engine import Engine
 from service.queue.metrics import EngineMetrics
-from service.queue.store import CHANNEL, enqueue, enqueue_many
+from service.queue.producer import enqueue, enqueue_many
+from service.queue.store import CHANNEL
 from service.queue.types import (
     EngineConfig,
     ExhaustedHandler,

@@ -29,7 +29,6 @@ from service.queue.metrics import EngineMetrics
 from service.queue.outcomes import Claimed, Outcome, Result, describe, failed
 from service.queue.types import (
     EngineConfig,
-    JobContext,
     JobType,
     PermanentFailure,
     RetryLater,
@@ -226,18 +225,9 @@ class Engine:
     def _start(self, row: asyncpg.Record, started: float) -> None:
         kind = row["kind"]
         job_type = self._types[kind]
-        max_attempts = row["max_attempts"] or job_type.max_attempts or self.config.max_attempts
-        ctx = JobContext(
-            job_id=row["id"],
-            kind=kind,
-            ref_id=row["ref_id"],
-            payload=row["payload"],
-            attempt=row["attempts"],
-            max_attempts=max_attempts,
-            lease_token=row["lease_token"],
-        )
         deadline = started + self._timeouts[kind]
-        job = Claimed(ctx, job_type, deadline=deadline, background=row["priority"] < 0)
+        job = Claimed.from_row(row, job_type, self.config.max_attempts, deadline)
+        ctx, max_attempts = job.ctx, job.ctx.max_attempts
         self._held[ctx.lease_token] = job
         metrics = self.metrics.kind(kind)
         if row["reclaimed"]:
@@ -293,17 +283,11 @@ class Engine:
 
     def _written(self, results: list[tuple[Result, Outcome]]) -> None:
         """Called by the ack buffer (under the write lock) once outcomes are committed."""
-        tally: collections.Counter[tuple[Result, str]] = collections.Counter()
         deleted = 0
         for result, outcome in results:
-            ctx = outcome.job.ctx
-            self._held.pop(ctx.lease_token, None)
-            tally[result, ctx.kind] += 1
+            self._held.pop(outcome.job.ctx.lease_token, None)
             deleted += result is Result.COMPLETED or result is Result.EXHAUSTED
-            if outcome.error is not None and result is not Result.STALE:
-                self.metrics.kind(ctx.kind).failed.inc()
-        for (result, kind), count in tally.items():
-            getattr(self.metrics.kind(kind), result.value).inc(count)
+        self.metrics.written(results)
         self._maintenance.deleted(deleted)
         self._released()
 

@@ -7,6 +7,7 @@ of prometheus_client takes a lock per bucket and costs several times more per jo
 from __future__ import annotations
 
 import bisect
+import collections
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from service.queue.outcomes import Outcome, Result
 
 # seconds: from a few milliseconds (no-op jobs) to the job timeout
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -117,6 +120,17 @@ class EngineMetrics:
             )
             self._kinds[name] = metrics
         return metrics
+
+    def written(self, results: Sequence[tuple[Result, Outcome]]) -> None:
+        """Count outcomes the ack buffer committed, by result and kind."""
+        tally: collections.Counter[tuple[Result, str]] = collections.Counter()
+        for result, outcome in results:
+            kind = outcome.job.ctx.kind
+            tally[result, kind] += 1
+            if outcome.error is not None and result is not Result.STALE:
+                self.kind(kind).failed.inc()
+        for (result, kind), count in tally.items():
+            getattr(self.kind(kind), result.value).inc(count)
 
     def set_depth(self, ready: int, running: int) -> None:
         self._depth.labels("ready").set(ready)

@@ -7,6 +7,8 @@ import asyncio
 import enum
 from dataclasses import dataclass
 
+import asyncpg
+
 from service.queue.types import (
     Finalizer,
     JobContext,
@@ -30,6 +32,22 @@ class Claimed:
     timed_out: bool = False
     lost: bool = False  # the lease went to another worker
     background: bool = False  # below the foreground's priority (store.BACKGROUND)
+
+    @classmethod
+    def from_row(
+        cls, row: asyncpg.Record, job_type: JobType, max_attempts: int, deadline: float
+    ) -> Claimed:
+        """A claimed row; ``max_attempts`` unless the job or its type sets its own."""
+        ctx = JobContext(
+            job_id=row["id"],
+            kind=row["kind"],
+            ref_id=row["ref_id"],
+            payload=row["payload"],
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"] or job_type.max_attempts or max_attempts,
+            lease_token=row["lease_token"],
+        )
+        return cls(ctx, job_type, deadline=deadline, background=row["priority"] < 0)
 
     def backoff_s(self) -> float:
         """The pause before its next attempt, after this one failed."""

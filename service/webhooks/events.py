@@ -16,7 +16,7 @@ import asyncpg
 
 from service.data import Connection
 from service.data import webhooks as webhook_data
-from service.queue import store as queue_store
+from service.queue import producer
 from service.timestamps import api_timestamp, second_timestamp
 
 Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
@@ -87,7 +87,7 @@ async def emit_batch_created(conn: Connection, *, institution_id: int, batch_id:
     the batch, writes the deliveries in chunks (the bulk transaction stays short)."""
     if await webhook_data.has_subscriber(conn, institution_id=institution_id, event=CREATED):
         # ahead of the batch's processing jobs, so "created" tends to precede "approved"
-        await queue_store.enqueue(conn, FAN_OUT, ref_id=batch_id, priority=1)
+        await producer.enqueue(conn, FAN_OUT, ref_id=batch_id, priority=1)
 
 
 async def emit_batch_completed(conn: Connection, batch: Row) -> None:
@@ -148,4 +148,4 @@ async def queue_ping(conn: Connection, *, endpoint_id: int, endpoint_uuid: uuid.
 
 
 async def _enqueue(conn: Connection, delivery_ids: list[int]) -> None:
-    await queue_store.enqueue_many(conn, DELIVER, ref_ids=delivery_ids)
+    await producer.enqueue_many(conn, DELIVER, ref_ids=delivery_ids)
