@@ -11,7 +11,7 @@ import pytest
 
 from service.queue import JobContext, JobType, enqueue
 from service.queue.store import BACKGROUND
-from tests.queue_helpers import running_engine
+from tests.queue_helpers import equals, running_engine, wait_until
 
 
 class Gate:
@@ -102,7 +102,5 @@ async def test_an_idle_worker_takes_background_jobs_after_the_foreground(
         await enqueue(conn, "mail", priority=BACKGROUND)
         await enqueue(conn, "render")
     async with running_engine(dsn, job_types, workers=1, poll_interval_s=0.1):
-        deadline = time.monotonic() + 5
-        while len(order) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: equals(len(order), 2), timeout_s=5)
     assert order == ["render", "mail"]

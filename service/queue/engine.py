@@ -63,7 +63,7 @@ class Engine:
         self._hurried = asyncio.Event()
         self._reclaim_every_s = min(1.0, config.lease_s / 10)
         self._reclaimed_at = 0.0
-        self._deferring = False  # the last claim left background jobs waiting
+        self._deferring = False  # the last claim left background jobs to wait (if any)
         write_lock = asyncio.Lock()  # heartbeats and acks never interleave
         self._acks = AckBuffer(
             pool, config, write_lock=write_lock, on_written=self._written, urgent=self._acks_urgent
